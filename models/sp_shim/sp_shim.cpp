@@ -1,0 +1,1 @@
+// placeholder: the sentencepiece C shim is being written

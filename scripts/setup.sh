@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs ct3's Debian dependencies (when missing) and builds it (Release) into ./build.
+#   scripts/setup.sh            install + configure + build
+#   CT3_BUILD_DIR=dir CT3_CMAKE_ARGS="-DCT3_SANITIZE=address,undefined" scripts/setup.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(build-essential cmake ninja-build pkg-config ccache
+          libtorch-dev libfaiss-dev libcpp-httplib-dev nlohmann-json3-dev libsentencepiece-dev
+          libcli11-dev libspdlog-dev libgtest-dev libpcre2-dev)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}" >&2
+  sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+build_dir=${CT3_BUILD_DIR:-build}
+launcher=()
+command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release "${launcher[@]}" ${CT3_CMAKE_ARGS:-}
+cmake --build "$build_dir" -j "${CT3_JOBS:-$(nproc)}"
+echo "setup: built into $build_dir" >&2

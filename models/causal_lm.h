@@ -1,0 +1,54 @@
+// The interface every decoder LM offers to generation, TTT and evaluation.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+
+namespace ct3 {
+
+// Keys and values of the tokens seen so far, per layer: [batch, n_kv_heads, length, head_dim].
+// Empty tensors before the first forward. Owned by the caller of generate(); one per sequence batch.
+struct KVCache {
+    std::vector<at::Tensor> keys;
+    std::vector<at::Tensor> values;
+
+    int64_t length() const { return keys.empty() || !keys[0].defined() ? 0 : keys[0].size(2); }
+    void clear() {
+        for (auto & k : keys) k = at::Tensor();
+        for (auto & v : values) v = at::Tensor();
+    }
+};
+
+// Output of a training forward.
+struct LMOutput {
+    at::Tensor logits;  // [batch, seq, vocab], float32
+    at::Tensor loss;    // scalar mean cross-entropy over shifted labels != -100 (undefined without labels)
+};
+
+class CausalLM {
+public:
+    virtual ~CausalLM() = default;
+
+    // Incremental forward: input_ids [batch, seq] int64 appended after the cache's tokens
+    // (positions start at cache->length()). Returns float32 logits [batch, seq, vocab].
+    // A null cache runs a plain causal forward from position 0.
+    virtual at::Tensor forward_tokens(const at::Tensor & input_ids, KVCache * cache) = 0;
+
+    // Full-sequence forward for training/scoring. attention_mask [batch, seq] (1 = token, 0 = pad,
+    // right padding) and labels [batch, seq] (-100 = ignored) are optional (undefined tensors).
+    // The loss is the Hugging Face causal-LM loss: logits[:, :-1] predict labels[:, 1:].
+    virtual LMOutput forward_train(const at::Tensor & input_ids, const at::Tensor & attention_mask,
+                                   const at::Tensor & labels) = 0;
+
+    virtual KVCache make_cache() const = 0;
+    virtual int64_t vocab_size() const = 0;
+    virtual int64_t max_position_embeddings() const = 0;
+    virtual std::vector<int32_t> eos_token_ids() const = 0;
+    virtual int32_t bos_token_id() const = 0;  // -1 when none
+    virtual c10::Device device() const = 0;
+};
+
+}  // namespace ct3

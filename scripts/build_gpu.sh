@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Builds ct3 against PyTorch's libtorch (2.x, CUDA) on a machine without Debian's package registry.
+#
+# Here (Debian, with the registry), once:   scripts/build_gpu.sh --download   (fills ./.deb)
+# There (GPU box, the .deb folder carried):  scripts/build_gpu.sh [build-dir]
+# The .deb files of spdlog, fmt, nlohmann-json, CLI11, PCRE2 and GoogleTest are unpacked into
+# /tmp/ct3-deps and used as a CMake/pkg-config prefix; libtorch comes from `python3 -c 'import torch'`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--download" ]; then
+  mkdir -p .deb && cd .deb
+  apt-get download nlohmann-json3-dev libcli11-dev libspdlog-dev libspdlog1.10 libfmt-dev libfmt9 \
+    libpcre2-dev libpcre2-8-0 libpcre2-16-0 libpcre2-32-0 libpcre2-posix3 libgtest-dev googletest
+  exit 0
+fi
+build_dir=${1:-build-gpu}
+deps=/tmp/ct3-deps
+mkdir -p "$deps"
+for f in .deb/*.deb; do dpkg -x "$f" "$deps"; done
+export PKG_CONFIG_SYSROOT_DIR=$deps
+export PKG_CONFIG_PATH=$deps/usr/lib/x86_64-linux-gnu/pkgconfig:$deps/usr/share/pkgconfig
+export LD_LIBRARY_PATH=$deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
+torch_prefix=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
+cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCT3_BUILD_RETRIEVAL=OFF \
+      -DCMAKE_PREFIX_PATH="$torch_prefix;$deps/usr" ${CT3_CMAKE_ARGS:-}
+cmake --build "$build_dir" -j "$(nproc)" ${CT3_TARGETS:+--target $CT3_TARGETS}
+echo "build_gpu: built into $build_dir (run with LD_LIBRARY_PATH=$deps/usr/lib/x86_64-linux-gnu)" >&2

@@ -143,7 +143,7 @@ LlamaModelImpl::LlamaModelImpl(const LlamaConfig & c) {
 // Causal LM
 //
 
-LlamaForCausalLMImpl::LlamaForCausalLMImpl(LlamaConfig config) : config_(std::move(config)) {
+LlamaForCausalLMImpl::LlamaForCausalLMImpl(LlamaConfig config, bool init_weights) : config_(std::move(config)) {
     config_.validate("LlamaConfig");
     model = register_module("model", LlamaModel(config_));
     if (!config_.tie_word_embeddings) {
@@ -152,6 +152,7 @@ LlamaForCausalLMImpl::LlamaForCausalLMImpl(LlamaConfig config) : config_(std::mo
                                                         .bias(false)));
     }
     inv_freq_ = rope_inv_freq(config_.rope, config_.head_dim);
+    if (!init_weights) return;
     // HF _init_weights: normal(0, 0.02) for linear and embedding weights, zero biases, norms stay ones.
     torch::NoGradGuard no_grad;
     for (auto & p : named_parameters()) {

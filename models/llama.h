@@ -101,8 +101,9 @@ TORCH_MODULE(LlamaModel);
 
 class LlamaForCausalLMImpl : public torch::nn::Module, public CausalLM {
 public:
-    // Weights are initialised like HF (normal(0, 0.02) for linear/embedding, ones for norms).
-    explicit LlamaForCausalLMImpl(LlamaConfig config);
+    // Weights are initialised like HF (normal(0, 0.02) for linear/embedding, ones for norms) unless
+    // `init_weights` is false (loaders that overwrite every parameter skip the random fill).
+    explicit LlamaForCausalLMImpl(LlamaConfig config, bool init_weights = true);
 
     at::Tensor forward_tokens(const at::Tensor & input_ids, KVCache * cache) override;
     LMOutput forward_train(const at::Tensor & input_ids, const at::Tensor & attention_mask,

@@ -188,7 +188,9 @@ void LlamaForCausalLMImpl::check_ids(const at::Tensor & ids) const {
               ids.defined() ? fmt::format("shape [{}]", fmt::join(ids.sizes(), ", ")) : "undefined");
     CT3_CHECK(ids.scalar_type() == torch::kInt64 || ids.scalar_type() == torch::kInt32, ErrorKind::invalid_argument,
               "input_ids must be int64 or int32 (got {})", c10::toString(ids.scalar_type()));
-    const int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
+    // One device->host transfer for both bounds (this runs once per generated token).
+    at::Tensor bounds = torch::stack({ids.min(), ids.max()}).to(torch::kCPU, torch::kInt64);
+    const int64_t lo = bounds[0].item<int64_t>(), hi = bounds[1].item<int64_t>();
     CT3_CHECK(lo >= 0 && hi < config_.vocab_size, ErrorKind::invalid_argument,
               "input_ids contain token ids in [{}, {}] outside the vocabulary [0, {})", lo, hi, config_.vocab_size);
 }
@@ -218,7 +220,9 @@ at::Tensor LlamaForCausalLMImpl::hidden_states(const at::Tensor & input_ids, KVC
 
     // allowed[b, 0, t, s]: causal, optionally windowed (Mistral: kv_idx > q_idx - window), minus padding.
     at::Tensor allowed = k_pos.view({1, S}) <= q_pos.view({T, 1});
-    if (config_.sliding_window > 0) allowed = allowed & (k_pos.view({1, S}) > q_pos.view({T, 1}) - config_.sliding_window);
+    if (config_.sliding_window > 0) {
+        allowed = allowed & (k_pos.view({1, S}) > q_pos.view({T, 1}) - config_.sliding_window);
+    }
     allowed = allowed.view({1, 1, T, S});
     if (attention_mask.defined()) {
         CT3_CHECK(attention_mask.dim() == 2 && attention_mask.size(0) == B && attention_mask.size(1) == S,
@@ -230,6 +234,7 @@ at::Tensor LlamaForCausalLMImpl::hidden_states(const at::Tensor & input_ids, KVC
         allowed = allowed & (keep.view({B, 1, 1, S}) | keep.slice(1, past).logical_not().view({B, 1, T, 1}));
     }
 
+    if (inv_freq_.device() != dev) inv_freq_ = inv_freq_.to(dev);  // once per device change, not per call
     at::Tensor h = model->embed_tokens->forward(ids);
     auto [cos, sin] = rope_cos_sin(inv_freq_, q_pos.view({1, T}).expand({B, T}), h.scalar_type());
     for (size_t i = 0; i < n_layers; ++i) {

@@ -116,7 +116,8 @@ LlamaForCausalLM load_llama2c(const fs::path & path) {
     {
         std::ifstream in(path, std::ios::binary);
         in.seekg(static_cast<std::streamoff>(kHeaderBytes));
-        in.read(reinterpret_cast<char *>(body.data_ptr<float>()), static_cast<std::streamsize>(n_floats * sizeof(float)));
+        in.read(reinterpret_cast<char *>(body.data_ptr<float>()),
+                static_cast<std::streamsize>(n_floats * sizeof(float)));
         CT3_CHECK(in.good(), ErrorKind::io, "{}: read failed", source);
     }
 

@@ -88,7 +88,8 @@ RopeConfig parse_rope(const json & j, const std::string & source) {
     }
     if (type == "llama3") {
         const std::string where = source + " " + field;
-        for (const char * required : {"factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}) {
+        for (const char * required :
+             {"factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}) {
             CT3_CHECK(has(r, required), ErrorKind::invalid_argument, "{}: {}.{} is required for rope_type llama3",
                       source, field, required);
         }
@@ -188,7 +189,8 @@ LlamaConfig LlamaConfig::from_json(const json & j, const std::string & source) {
                   "{}: field 'use_sliding_window' = true is not supported for Qwen2", source);
     } else if (c.model_type == "mistral") {
         c.sliding_window = get_int(j, "sliding_window", 0, source);
-        CT3_CHECK(c.sliding_window >= 0, ErrorKind::invalid_argument, "{}: field 'sliding_window' must be >= 0", source);
+        CT3_CHECK(c.sliding_window >= 0, ErrorKind::invalid_argument, "{}: field 'sliding_window' must be >= 0",
+                  source);
     }
     if (has(j, "layer_types")) {
         const json & lt = j.at("layer_types");
@@ -200,10 +202,11 @@ LlamaConfig LlamaConfig::from_json(const json & j, const std::string & source) {
         }
     }
 
-    const int32_t default_bos = qwen2 ? -1 : 1;
-    c.bos_token_id = j.contains("bos_token_id") ? (has(j, "bos_token_id") ? token_id(j["bos_token_id"], "bos_token_id",
-                                                                                       source) : -1)
-                                                : default_bos;
+    // Absent ids take the HF class defaults (Llama/Mistral: bos 1, eos 2; Qwen2: none); null means none.
+    c.bos_token_id = qwen2 ? -1 : 1;
+    if (j.contains("bos_token_id")) {
+        c.bos_token_id = has(j, "bos_token_id") ? token_id(j["bos_token_id"], "bos_token_id", source) : -1;
+    }
     c.pad_token_id = has(j, "pad_token_id") ? token_id(j["pad_token_id"], "pad_token_id", source) : -1;
     if (!j.contains("eos_token_id")) {
         if (!qwen2) c.eos_token_ids = {2};

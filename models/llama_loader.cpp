@@ -16,7 +16,9 @@ bool ends_with(const std::string & s, const std::string & suffix) {
     return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-bool is_float_dtype(const std::string & dtype) { return dtype == "F32" || dtype == "F16" || dtype == "BF16" || dtype == "F64"; }
+bool is_float_dtype(const std::string & dtype) {
+    return dtype == "F32" || dtype == "F16" || dtype == "BF16" || dtype == "F64";
+}
 
 }  // namespace
 

@@ -7,8 +7,8 @@
 namespace ct3 {
 
 at::Tensor rope_inv_freq(const RopeConfig & rope, int64_t head_dim) {
-    CT3_CHECK(head_dim > 0 && head_dim % 2 == 0, ErrorKind::invalid_argument, "RoPE head_dim must be even and > 0 (got {})",
-              head_dim);
+    CT3_CHECK(head_dim > 0 && head_dim % 2 == 0, ErrorKind::invalid_argument,
+              "RoPE head_dim must be even and > 0 (got {})", head_dim);
     // Same op order as transformers so that float32 rounding matches: arange int64 -> float, / dim, theta ** x.
     auto exponents = torch::arange(0, head_dim, 2, torch::kInt64).to(torch::kFloat32) / static_cast<double>(head_dim);
     // Python's `scalar / tensor` is tensor.reciprocal() * scalar; spelled the same way here.
@@ -23,7 +23,8 @@ at::Tensor rope_inv_freq(const RopeConfig & rope, int64_t head_dim) {
     const double high_freq_wavelen = old_context / rope.high_freq_factor;
     at::Tensor wavelen = inv_freq.reciprocal() * (2 * M_PI);
     at::Tensor scaled = torch::where(wavelen > low_freq_wavelen, inv_freq / rope.factor, inv_freq);
-    at::Tensor smooth = (wavelen.reciprocal() * old_context - rope.low_freq_factor) / (rope.high_freq_factor - rope.low_freq_factor);
+    at::Tensor smooth =
+        (wavelen.reciprocal() * old_context - rope.low_freq_factor) / (rope.high_freq_factor - rope.low_freq_factor);
     at::Tensor smoothed = (1 - smooth) * scaled / rope.factor + smooth * scaled;
     at::Tensor is_medium = (wavelen < high_freq_wavelen).logical_not() * (wavelen > low_freq_wavelen).logical_not();
     return torch::where(is_medium, smoothed, scaled);

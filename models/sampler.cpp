@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <numeric>
 
 #include "models/error.h"
 
@@ -102,10 +101,12 @@ void apply_top_k(std::vector<float> & logits, int top_k) {
     }
 }
 
-// Ids ordered by descending probability, lower id first among equals (deterministic).
+// Ids with non-zero probability ordered by descending probability, lower id first among equals
+// (deterministic). Ids already removed are left out: after top-k that makes the sort k long, not vocab long.
 static std::vector<int32_t> order_by_prob(const std::vector<double> & probs) {
-    std::vector<int32_t> order(probs.size());
-    std::iota(order.begin(), order.end(), 0);
+    std::vector<int32_t> order;
+    for (size_t i = 0; i < probs.size(); ++i)
+        if (probs[i] > 0.0) order.push_back(static_cast<int32_t>(i));
     std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return probs[a] > probs[b]; });
     return order;
 }

@@ -230,3 +230,18 @@ TEST(Sampler, RejectsUnsampleableRows) {
     const float inf = std::numeric_limits<float>::infinity();
     for (int i = 0; i < 20; ++i) EXPECT_EQ(sampler.sample(std::vector<float>{0.0f, inf, 1.0f}, {}), 1);
 }
+
+TEST(Sampler, TopKRunsBeforeTopP) {
+    // HF order: top-k renormalises before top-p. probs {0.4, 0.3, 0.2, 0.1}: top-p 0.5 alone keeps
+    // {0, 1} (0.4 < 0.5), but after top-k 2 the renormalised 0.4 / 0.7 = 0.57 already reaches 0.5.
+    const std::vector<float> logits = logits_of({0.4, 0.3, 0.2, 0.1});
+    ct3::SamplingParams p = sampling(1.0f, 8);
+    p.top_p = 0.5f;
+    ct3::Sampler top_p_only(p);
+    EXPECT_EQ(frequencies(top_p_only, logits, 500).size(), 2u);
+    p.top_k = 2;
+    ct3::Sampler both(p);
+    const auto freq = frequencies(both, logits, 500);
+    ASSERT_EQ(freq.size(), 1u);
+    EXPECT_EQ(freq.begin()->first, 0);
+}

@@ -36,9 +36,13 @@ double ms_since(Clock::time_point start) {
     return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
 
-// Turns the growing id list into stream pieces. Decoding the whole list each step (rather than one
-// piece per id) is what makes SentencePiece spaces and byte-fallback / byte-level BPE characters that
-// span several tokens come out right; the price is O(n^2) decoding, negligible next to the forwards.
+// Turns the growing id list into stream pieces. Pieces are not decoded one id at a time: SentencePiece
+// drops the leading space of the first piece it decodes, and byte-fallback / byte-level BPE characters
+// span several tokens. Instead (as vLLM does) a short window of ids is decoded twice, with and without
+// the ids not yet committed, and the difference is the new text; the window's first ids are context
+// that has already been committed. A window whose text is an incomplete character is kept open until
+// the character completes. This costs O(window) per token; a tokenizer whose window decodes
+// inconsistently switches the stream to re-decoding everything each step (O(n^2), always right).
 class TextStream {
 public:
     TextStream(const Tokenizer & tokenizer, const std::vector<std::string> & stop_strings)
@@ -48,7 +52,7 @@ public:
 
     // Re-decodes `ids`; returns the new piece that may be shown. Sets stopped() when a stop string appeared.
     std::string update(const std::vector<int32_t> & ids) {
-        text_ = tokenizer_.decode(ids, /*skip_special=*/true);
+        text_ = decode_text(ids);
         // A stop string can only start in text that was held back (or later), so search from there.
         const size_t search_from = emitted_ > max_stop_ ? emitted_ - max_stop_ : 0;
         size_t stop_at = std::string::npos;
@@ -71,6 +75,36 @@ public:
     std::string final_text() const { return text_.substr(0, utf8_complete_prefix(text_)); }
 
 private:
+    static bool ends_clean(const std::string & text) {
+        static const std::string replacement = "\xEF\xBF\xBD";
+        return utf8_complete_prefix(text) == text.size() &&
+               !(text.size() >= 3 && text.compare(text.size() - 3, 3, replacement) == 0);
+    }
+
+    std::string decode_range(const std::vector<int32_t> & ids, size_t begin, size_t end) const {
+        return tokenizer_.decode(std::vector<int32_t>(ids.begin() + begin, ids.begin() + end), /*skip_special=*/true);
+    }
+
+    // The full decoded text of `ids`, computed from the committed text plus the open window.
+    std::string decode_text(const std::vector<int32_t> & ids) {
+        if (full_decode_) return tokenizer_.decode(ids, /*skip_special=*/true);
+        const std::string before = decode_range(ids, prefix_, read_);
+        const std::string after = decode_range(ids, prefix_, ids.size());
+        if (after.compare(0, before.size(), before) != 0) {
+            logger("model")->debug("tokenizer decodes windows inconsistently; streaming by full re-decoding");
+            full_decode_ = true;
+            return tokenizer_.decode(ids, /*skip_special=*/true);
+        }
+        std::string pending = after.substr(before.size());
+        if (!pending.empty() && ends_clean(pending)) {
+            committed_ += pending;
+            pending.clear();
+            prefix_ = read_;
+            read_ = ids.size();
+        }
+        return committed_ + pending;
+    }
+
     // How much of text_ may be shown now: complete UTF-8 characters only, no trailing U+FFFD (some
     // decoders emit it for a byte sequence that the next token completes), and nothing that could be
     // the beginning of a stop string.
@@ -100,6 +134,10 @@ private:
     const Tokenizer & tokenizer_;
     const std::vector<std::string> & stop_strings_;
     size_t max_stop_ = 0;
+    std::string committed_;  // decoded text of ids[0, read_)
+    size_t prefix_ = 0;      // the window starts here; ids[prefix_, read_) are context, already committed
+    size_t read_ = 0;
+    bool full_decode_ = false;
     std::string text_;
     size_t emitted_ = 0;
     bool stopped_ = false;

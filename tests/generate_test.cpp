@@ -19,7 +19,9 @@ constexpr int64_t k_vocab = 256 + 3;
 class ByteTokenizer : public ct3::Tokenizer {
 public:
     // With `replace_incomplete`, an incomplete UTF-8 tail decodes to U+FFFD, as HF byte-level BPE does.
-    explicit ByteTokenizer(bool replace_incomplete = false) : replace_incomplete_(replace_incomplete) {}
+    // With `strip_leading_space`, decode drops one leading space, as SentencePiece drops the dummy prefix.
+    explicit ByteTokenizer(bool replace_incomplete = false, bool strip_leading_space = false)
+        : replace_incomplete_(replace_incomplete), strip_leading_space_(strip_leading_space) {}
 
     std::vector<int32_t> encode(const std::string & text, const ct3::EncodeOptions & options) const override {
         std::vector<int32_t> ids;
@@ -28,6 +30,7 @@ public:
         return ids;
     }
     std::string decode(const std::vector<int32_t> & ids, bool skip_special) const override {
+        decoded_ids += ids.size();
         std::string out;
         for (int32_t id : ids) {
             CT3_CHECK(id >= 0 && id < k_vocab, ct3::ErrorKind::invalid_argument, "byte tokenizer: bad id {}", id);
@@ -37,6 +40,7 @@ public:
                 out += static_cast<char>(id - 3);
             }
         }
+        if (strip_leading_space_ && !out.empty() && out[0] == ' ') out.erase(0, 1);
         if (replace_incomplete_) {
             const size_t complete = ct3::utf8_complete_prefix(out);
             if (complete < out.size()) out = out.substr(0, complete) + "\xEF\xBF\xBD";
@@ -55,8 +59,11 @@ public:
     int32_t unk_id() const override { return -1; }
     bool is_special(int32_t id) const override { return id >= 0 && id < 3; }
 
+    mutable size_t decoded_ids = 0;  // total ids passed to decode(), to check the streaming cost
+
 private:
     bool replace_incomplete_;
+    bool strip_leading_space_;
 };
 
 int32_t byte_id(char c) { return static_cast<unsigned char>(c) + 3; }
@@ -297,6 +304,34 @@ TEST(Generate, MultiByteUtf8IsStreamedIntact) {
         EXPECT_EQ(cut.text, replace_incomplete ? "é\xEF\xBF\xBD" : "é");  // the decoder's own output
         EXPECT_EQ(cut.ids.size(), 4u);
     }
+}
+
+TEST(Generate, StreamingMatchesFullDecodeWithSentencePieceSpacing) {
+    const ByteTokenizer tokenizer(false, /*strip_leading_space=*/true);
+    BigramLM model;
+    model.force_text(2, " a b  c d");
+    Streamed streamed;
+    auto result = ct3::generate(model, tokenizer, tokenizer.encode("x", {}), greedy(9), streamed.callback());
+    EXPECT_EQ(result.text, "a b  c d");
+    EXPECT_EQ(streamed.text(), "a b  c d");
+
+    // Random bytes (spaces, broken UTF-8 and all) from a bigram chain: stream == text == full decode.
+    BigramLM random_model(21);
+    Streamed random_stream;
+    result = ct3::generate(random_model, tokenizer, tokenizer.encode(" q", {}), greedy(300), random_stream.callback());
+    const std::string full = tokenizer.decode(result.ids, true);
+    EXPECT_EQ(result.text, full.substr(0, ct3::utf8_complete_prefix(full)));
+    EXPECT_EQ(random_stream.text(), result.text);
+}
+
+TEST(Generate, StreamingDecodesAWindowNotEverything) {
+    const ByteTokenizer tokenizer;
+    BigramLM model;
+    model.force_text(2, std::string(200, 'z'));
+    const auto result = ct3::generate(model, tokenizer, tokenizer.encode("x", {}), greedy(200));
+    EXPECT_EQ(result.text, std::string(200, 'z'));
+    // Re-decoding everything each step would pass 200 * 201 / 2 = 20100 ids to decode().
+    EXPECT_LT(tokenizer.decoded_ids, 2000u);
 }
 
 TEST(Generate, CallbackCancels) {

@@ -37,9 +37,11 @@ struct WordPieceConfig {
     std::string bos_token, eos_token;      // empty: none (BERT has neither; MPNet uses <s>, </s>)
     std::vector<AddedToken> added_tokens;  // empty: the five tokens above that are in the vocabulary
     std::vector<int32_t> prefix_ids, suffix_ids;
-    // Decoding: the WordPiece decoder's per-token cleanup and transformers' clean_up_tokenization_spaces.
+    // Decoding: the WordPiece decoder's per-token cleanup (" ," -> ","), and transformers'
+    // clean_up_tokenization_spaces on the joined text ("don ' t" -> "don't"), which transformers 5
+    // applies only when tokenizer_config.json sets it (golden fixtures: transformers 5.17).
     bool decoder_cleanup = true;
-    bool clean_up_tokenization_spaces = true;
+    bool clean_up_tokenization_spaces = false;
     size_t model_max_length = 0;           // 0 = unknown / unlimited
 };
 

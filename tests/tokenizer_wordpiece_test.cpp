@@ -137,7 +137,8 @@ TEST(WordPiece, DecodesWithCleanup) {
     EXPECT_EQ(tok->decode(hello), "hello, world!");
     EXPECT_EQ(tok->decode(hello, false), "[CLS] hello, world! [SEP]");
     EXPECT_EQ(tok->decode({14477, 20961, 3468}), "unaffable");
-    EXPECT_EQ(tok->decode(tok->encode("Don't you're I'm")), "don't you're i'm");
+    // Like transformers 5: no clean_up_tokenization_spaces unless tokenizer_config.json asks for it.
+    EXPECT_EQ(tok->decode(tok->encode("Don't you're I'm. Ok ?")), "don ' t you ' re i ' m. ok?");
     EXPECT_EQ(tok->decode({}), "");
     EXPECT_THROW(tok->decode({30522}), ct3::Error);
     EXPECT_THROW(tok->decode({-1}), ct3::Error);
@@ -173,19 +174,23 @@ TEST(WordPiece, SyntheticMpnetStyleFolder) {
     ct3::test::TempDir dir;
     // CRLF line endings, <s>/</s> specials and no tokenizer.json: settings come from tokenizer_config.json.
     ct3::test::write_file(dir.path() / "vocab.txt",
-                          "<s>\r\n<pad>\r\n</s>\r\n<unk>\r\nhello\r\n##s\r\nworld\r\n<mask>\r\n");
+                          "<s>\r\n<pad>\r\n</s>\r\n<unk>\r\nhello\r\n##s\r\nworld\r\n<mask>\r\ndon\r\n'\r\nt\r\n");
     ct3::test::write_file(dir.path() / "tokenizer_config.json",
                           R"({"do_lower_case": true, "bos_token": "<s>", "eos_token": "</s>", "cls_token": "<s>",
                               "sep_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>",
-                              "mask_token": {"content": "<mask>", "lstrip": true}, "model_max_length": 1e30})");
+                              "mask_token": {"content": "<mask>", "lstrip": true}, "model_max_length": 1e30,
+                              "clean_up_tokenization_spaces": true})");
     auto tok = ct3::load_wordpiece_tokenizer(dir.path());
-    EXPECT_EQ(tok->vocab_size(), 8u);
+    EXPECT_EQ(tok->vocab_size(), 11u);
     EXPECT_EQ(tok->bos_id(), 0);
     EXPECT_EQ(tok->eos_id(), 2);
     EXPECT_EQ(tok->unk_id(), 3);
     EXPECT_EQ(tok->config().model_max_length, 0u);
     EXPECT_EQ(tok->encode("Hellos <mask> WORLD zzz"), (Ids{0, 4, 5, 7, 6, 3, 2}));
     EXPECT_EQ(tok->decode({0, 4, 5, 7, 6, 2}), "hellos world");
+    EXPECT_EQ(tok->decode({0, 4, 5, 7, 6, 2}, false), "<s> hellos <mask> world </s>");
+    EXPECT_EQ(tok->encode("Don't", {false, 0}), (Ids{8, 9, 10}));
+    EXPECT_EQ(tok->decode({8, 9, 10}), "don't");  // clean_up_tokenization_spaces is on in this config
 }
 
 TEST(WordPiece, BadFilesNameTheFileAndField) {

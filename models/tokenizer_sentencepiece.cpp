@@ -180,6 +180,14 @@ std::string replace_meta_space(const std::string & piece) {
 
 std::string sentencepiece_shim_path() { return shim().path; }
 
+bool sentencepiece_shim_isolated() {
+#ifdef CT3_SP_ASAN
+    return false;
+#else
+    return true;
+#endif
+}
+
 //
 // SentencePieceTokenizer
 //
@@ -192,7 +200,11 @@ SentencePieceTokenizer::SentencePieceTokenizer(const fs::path & model_file) : pa
     char * error = nullptr;
     handle_ = {api.load(model_file.c_str(), &error), api.free};
     if (handle_ == nullptr) {
-        fail_hint(ErrorKind::bad_format, "expected a SentencePiece .model file (e.g. tokenizer.model)",
+        fail_hint(ErrorKind::bad_format,
+                  sentencepiece_shim_isolated()
+                      ? "expected a SentencePiece .model file (e.g. tokenizer.model)"
+                      : "this is an AddressSanitizer build, where sentencepiece cannot be isolated from libtorch's "
+                        "protobuf; use a build without ASan for SentencePiece models",
                   "cannot load sentencepiece model '{}': {}", model_file.string(), take_error(error));
     }
     const int32_t n = api.vocab_size(handle_.get());

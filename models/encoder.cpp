@@ -4,6 +4,8 @@
 #include <set>
 
 #include "models/bert.h"
+#include <fmt/ranges.h>  // fmt::join
+
 #include "models/error.h"
 #include "models/log.h"
 #include "models/mpnet.h"

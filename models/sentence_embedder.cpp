@@ -4,6 +4,8 @@
 #include <fstream>
 #include <numeric>
 
+#include <fmt/ranges.h>  // fmt::join
+
 #include "models/error.h"
 #include "models/hashed_embedder.h"
 #include "models/log.h"

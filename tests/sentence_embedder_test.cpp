@@ -9,6 +9,7 @@
 
 #include "models/error.h"
 #include "models/hashed_embedder.h"
+#include "models/log.h"
 #include "tests/test_support.h"
 
 namespace fs = std::filesystem;
@@ -58,6 +59,8 @@ protected:
     }
     void expect_rows_match(const at::Tensor & got) {
         ASSERT_EQ(got.sizes(), golden_.embeddings.sizes());
+        float min_cos = (got * golden_.embeddings).sum(1).min().item<float>();
+        ct3::logger("model")->info("{}: min cosine to sentence-transformers = {:.8f}", GetParam(), min_cos);
         for (int64_t i = 0; i < got.size(0); ++i) {
             float cos = (got[i] * golden_.embeddings[i]).sum().item<float>();
             EXPECT_GE(cos, 0.99999f) << GetParam() << " sentence " << i << ": " << golden_.sentences[i];
@@ -76,6 +79,7 @@ TEST_P(SentenceEmbedderGolden, LastHiddenStateMatches) {
     ASSERT_EQ(h.sizes(), golden_.hidden0.sizes());
     float max_abs = (h - golden_.hidden0).abs().max().item<float>();
     EXPECT_LE(max_abs, 1e-4f) << GetParam();
+    ct3::logger("model")->info("{}: last_hidden_state_0 max |diff| = {:.3g}", GetParam(), max_abs);
 }
 
 TEST_P(SentenceEmbedderGolden, EmbeddingsFromTokenIdsMatchWithBatching) {
@@ -151,7 +155,27 @@ TEST_P(SentenceEmbedderGolden, RejectsUnsupportedFolders) {
     dir = copy();
     ct3::test::write_file(dir / "1_Pooling" / "config.json",
                           R"({"pooling_mode_cls_token": true, "pooling_mode_mean_tokens": false})");
-    EXPECT_EQ(ct3::SentenceEmbedder::load(dir)->pooling(), ct3::Pooling::cls);
+    {
+        auto e = ct3::SentenceEmbedder::load(dir);
+        EXPECT_EQ(e->pooling(), ct3::Pooling::cls);
+        at::Tensor h = e->hidden_states(golden_.token_ids[0]);
+        at::Tensor want = h[0] / h[0].norm();
+        // Batched with a longer sequence, so the first row is padded: CLS must be unaffected.
+        at::Tensor got = e->embed_ids({golden_.token_ids[0], golden_.token_ids[1]})[0];
+        EXPECT_TRUE(torch::allclose(got, want, 1e-5, 1e-5));
+    }
+    ct3::test::write_file(dir / "1_Pooling" / "config.json", R"({"pooling_mode": "max"})");
+    {
+        auto e = ct3::SentenceEmbedder::load(dir);
+        EXPECT_EQ(e->pooling(), ct3::Pooling::max);
+        at::Tensor h = std::get<0>(e->hidden_states(golden_.token_ids[0]).max(0));
+        at::Tensor got = e->embed_ids({golden_.token_ids[0], golden_.token_ids[1]})[0];
+        EXPECT_TRUE(torch::allclose(got, h / h.norm(), 1e-5, 1e-5));  // padding never wins the max
+        // An empty id list gives a zero row, not NaN.
+        at::Tensor empty = e->embed_ids({{}, golden_.token_ids[0]});
+        EXPECT_EQ(empty[0].abs().sum().item<float>(), 0.0f);
+        EXPECT_TRUE(torch::allclose(empty[1], got, 1e-5, 1e-5));
+    }
 
     dir = copy();
     auto modules = nlohmann::json::parse(ct3::test::read_file(dir / "modules.json"));

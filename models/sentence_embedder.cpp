@@ -212,8 +212,9 @@ std::unique_ptr<SentenceEmbedder> SentenceEmbedder::load(const fs::path & folder
     e->encoder_->eval();
 
     e->tokenizer_ = load_tokenizer(dir);
-    int32_t pad = e->tokenizer_->pad_id();
-    e->pad_id_ = pad >= 0 ? pad : config.pad_token_id;
+    // Pad with the model's padding_idx, not the tokenizer's pad token: MPNet derives position ids from
+    // it, and the two can differ (the tiny MPNet fixture has both "<pad>" = 1 and "[PAD]" = 4).
+    e->pad_id_ = config.pad_token_id;
     logger("model")->info("loaded {} embedder from {} (dim {}, {} pooling, max_length {}, {})", config.model_type,
                           folder.string(), config.hidden_size, pooling_name(e->pooling_), e->max_length_,
                           e->device_.str());

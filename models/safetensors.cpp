@@ -60,7 +60,7 @@ const char * dtype_name_of(at::ScalarType scalar) {
 
 // Reads one header entry; `file` and `name` only feed error messages.
 TensorInfo parse_entry(const std::string & file, const std::string & name, const nlohmann::json & entry) {
-    CT3_CHECK(entry.is_object(), ErrorKind::bad_format, "{}: header entry for tensor '{}' is a {} (expected an object)",
+    CT3_CHECK(entry.is_object(), ErrorKind::bad_format, "{}: header entry for tensor '{}' is JSON {} (expected an object)",
               file, name, entry.type_name());
     TensorInfo info;
     info.name = name;
@@ -168,7 +168,8 @@ void write_all(int fd, const void * data, size_t size, const std::string & path)
 
 std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::filesystem::path & path) {
     const std::string file = path.string();
-    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+    // O_NONBLOCK: opening a FIFO must not hang waiting for a writer (fstat then rejects it).
+    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     CT3_CHECK(fd >= 0, errno == ENOENT ? ErrorKind::not_found : ErrorKind::io, "cannot open {}: {}", file,
               std::strerror(errno));
     struct stat st {};
@@ -209,11 +210,11 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::filesystem::pa
     result->path_ = path;
     for (const auto & [key, value] : header.items()) {
         if (key == "__metadata__") {
-            CT3_CHECK(value.is_object(), ErrorKind::bad_format, "{}: __metadata__ is a {} (expected an object)", file,
+            CT3_CHECK(value.is_object(), ErrorKind::bad_format, "{}: __metadata__ is JSON {} (expected an object)", file,
                       value.type_name());
             for (const auto & [mkey, mvalue] : value.items()) {
                 CT3_CHECK(mvalue.is_string(), ErrorKind::bad_format,
-                          "{}: __metadata__ value for '{}' is a {} (expected a string)", file, mkey, mvalue.type_name());
+                          "{}: __metadata__ value for '{}' is JSON {} (expected a string)", file, mkey, mvalue.type_name());
                 result->metadata_[mkey] = mvalue.get<std::string>();
             }
             continue;
@@ -276,6 +277,8 @@ void save_safetensors(const std::filesystem::path & path,
         CT3_CHECK(name != "__metadata__", ErrorKind::invalid_argument,
                   "cannot save {}: '__metadata__' is reserved and cannot name a tensor", file);
         CT3_CHECK(tensor.defined(), ErrorKind::invalid_argument, "cannot save {}: tensor '{}' is undefined", file, name);
+        CT3_CHECK(tensor.layout() == torch::kStrided, ErrorKind::invalid_argument,
+                  "cannot save {}: tensor '{}' is sparse (convert it with to_dense() first)", file, name);
         CT3_CHECK(dtype_name_of(tensor.scalar_type()) != nullptr, ErrorKind::unsupported,
                   "cannot save {}: tensor '{}' has dtype {} (expected one of F64, F32, F16, BF16, I64, I32, I16, I8, U8, "
                   "BOOL)", file, name, c10::toString(tensor.scalar_type()));

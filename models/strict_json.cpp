@@ -38,7 +38,13 @@ nlohmann::json parse_strict_json(const char * begin, const char * end, const std
     try {
         return json::parse(begin, end, check);
     } catch (const json::exception & e) {
-        fail(ErrorKind::bad_format, "{}: not valid JSON ({})", what, e.what());
+        // nlohmann quotes the offending input verbatim; escape it so that messages stay printable
+        // (they end up in logs and JSON error responses).
+        std::string message;
+        for (unsigned char c : std::string(e.what())) {
+            message += (c >= 0x20 && c < 0x7f) ? std::string(1, char(c)) : fmt::format("\\x{:02x}", c);
+        }
+        fail(ErrorKind::bad_format, "{}: not valid JSON ({})", what, message);
     }
 }
 

@@ -1,4 +1,7 @@
 // Checkpoint: single-file and sharded (model.safetensors.index.json) checkpoints, and their errors.
+#include <set>
+
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include "models/close_names.h"
@@ -119,22 +122,46 @@ TEST(Checkpoint, MissingPathOrEmptyFolder) {
                  {dir.path().string(), "model.safetensors.index.json"});
 }
 
-TEST(Checkpoint, RealSharedModelOpens) {
-    CT3_REQUIRE_SHARED();
-    // Any HF model folder under shared/models with safetensors weights must open and load.
-    int n_opened = 0;
-    for (const auto & entry : fs::directory_iterator(ct3::test::shared_dir() / "models")) {
-        if (!entry.is_directory()) continue;
-        const fs::path dir = entry.path();
-        if (!fs::exists(dir / "model.safetensors") && !fs::exists(dir / "model.safetensors.index.json")) continue;
-        SCOPED_TRACE(dir.string());
+// Fixtures written by HF transformers/safetensors (tests/data/<model>/model.safetensors, with
+// golden.json "named_parameters": {name: shape}): every tensor loads with the shape HF reports.
+// Re-saving a single-dtype file must reproduce HF's bytes exactly (same key order, compact JSON,
+// space padding to 8 bytes); mixed-dtype files differ only because HF orders by dtype first.
+TEST(Checkpoint, ReadsAndReproducesHfWrittenFixtures) {
+    int n_checked = 0;
+    for (const char * model : {"tiny_llama", "tiny_qwen2", "tiny_bert_st", "tiny_mpnet_st"}) {
+        const fs::path dir = ct3::test::data_dir() / model;
+        if (!fs::exists(dir / "model.safetensors")) continue;
+        SCOPED_TRACE(model);
         const auto ckpt = ct3::Checkpoint::open(dir);
         ASSERT_FALSE(ckpt.names().empty());
-        const at::Tensor t = ckpt.load(ckpt.names().front());
-        EXPECT_EQ(t.sizes().vec(), ckpt.info(ckpt.names().front()).shape);
-        ++n_opened;
+        std::vector<std::pair<std::string, at::Tensor>> tensors;
+        std::set<std::string> dtypes;
+        for (const auto & name : ckpt.names()) {
+            tensors.emplace_back(name, ckpt.load(name));
+            EXPECT_EQ(tensors.back().second.sizes().vec(), ckpt.info(name).shape) << name;
+            EXPECT_TRUE(torch::isfinite(tensors.back().second.to(torch::kFloat)).all().item<bool>()) << name;
+            dtypes.insert(ckpt.info(name).dtype);
+        }
+        if (fs::exists(dir / "golden.json")) {
+            const auto golden = nlohmann::json::parse(ct3::test::read_file(dir / "golden.json"));
+            if (golden.contains("named_parameters")) {
+                for (const auto & [name, shape] : golden["named_parameters"].items()) {
+                    if (!ckpt.contains(name)) continue;  // tied weights (lm_head) may be saved once
+                    EXPECT_EQ(ckpt.info(name).shape, shape.get<std::vector<int64_t>>()) << name;
+                }
+            }
+        }
+        if (dtypes.size() == 1) {
+            ct3::test::TempDir out;
+            const auto hf = ct3::SafetensorsFile::open(dir / "model.safetensors");
+            ct3::save_safetensors(out.path() / "resaved.safetensors", tensors, hf->metadata());
+            EXPECT_TRUE(ct3::test::read_file(out.path() / "resaved.safetensors") ==
+                        ct3::test::read_file(dir / "model.safetensors"))
+                << "re-saved bytes differ from the HF-written file";
+        }
+        ++n_checked;
     }
-    if (n_opened == 0) GTEST_SKIP() << "no safetensors model folder under shared/models";
+    if (n_checked == 0) GTEST_SKIP() << "no HF fixtures under " << ct3::test::data_dir() << " (tiny_*/model.safetensors)";
 }
 
 TEST(StrictJson, RejectsDuplicatesAtAnyDepthAndAcceptsValid) {

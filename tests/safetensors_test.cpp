@@ -1,6 +1,9 @@
 // safetensors reader/writer: round trips, a hand-built golden file, and one test per malformed-file rule.
 #include "models/safetensors.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cstring>
 #include <random>
 
@@ -89,7 +92,7 @@ TEST(Safetensors, RoundTripsDtypesShapesAndMetadata) {
         SCOPED_TRACE(name);
         const at::Tensor got = file->load(name);
         EXPECT_EQ(got.scalar_type(), expected.scalar_type());
-        EXPECT_EQ(got.sizes(), expected.sizes());
+        EXPECT_EQ(got.sizes().vec(), expected.sizes().vec());
         EXPECT_TRUE(torch::equal(got, expected));
     }
     EXPECT_EQ(file->info("scalar").shape.size(), 0u);
@@ -125,7 +128,7 @@ TEST(Safetensors, ReadsHandBuiltGoldenBytes) {
     EXPECT_EQ(file->load("h").to(torch::kFloat).item<float>(), 1.0f);
     EXPECT_EQ(file->load("z").numel(), 0);
     const at::Tensor bf = file->load("bf");
-    EXPECT_EQ(bf.sizes(), (std::vector<int64_t>{1, 1}));
+    EXPECT_EQ(bf.sizes().vec(), (std::vector<int64_t>{1, 1}));
     EXPECT_EQ(bf.to(torch::kFloat).item<float>(), -1.0f);
 }
 
@@ -167,6 +170,7 @@ TEST(Safetensors, SaveRejectsBadInput) {
     EXPECT_THROW(ct3::save_safetensors(path, {{"__metadata__", torch::ones({1})}}), ct3::Error);
     EXPECT_THROW(ct3::save_safetensors(path, {{"a", at::Tensor()}}), ct3::Error);
     EXPECT_THROW(ct3::save_safetensors(path, {{"c", torch::ones({1}, torch::kComplexFloat)}}), ct3::Error);
+    EXPECT_THROW(ct3::save_safetensors(path, {{"s", torch::eye(2).to_sparse()}}), ct3::Error);
     EXPECT_FALSE(fs::exists(path));
     try {
         ct3::save_safetensors(dir.path() / "no_such_dir" / "x.safetensors", {{"a", torch::ones({1})}});
@@ -328,6 +332,23 @@ TEST_F(SafetensorsBad, MetadataValueNotString) {
 }
 
 TEST_F(SafetensorsBad, MetadataNotObject) { expect_bad(R"({"__metadata__":["pt"]})", "", {"__metadata__"}); }
+
+TEST_F(SafetensorsBad, DirectoryOrFifoIsRejectedWithoutBlocking) {
+    EXPECT_EQ(expect_open_error(dir_.path(), {"not a regular file"}), ct3::ErrorKind::io);
+    const fs::path fifo = dir_.path() / "pipe.safetensors";
+    ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+    EXPECT_EQ(expect_open_error(fifo, {"not a regular file"}), ct3::ErrorKind::io);
+}
+
+TEST_F(SafetensorsBad, ParseErrorMessageEscapesRawBytes) {
+    const fs::path path = write("raw.safetensors", st_bytes("{\"\xff\x1b\":1}"));
+    try {
+        ct3::SafetensorsFile::open(path);
+        FAIL() << "expected ct3::Error";
+    } catch (const ct3::Error & e) {
+        for (unsigned char c : std::string(e.what())) EXPECT_TRUE(c >= 0x20 && c < 0x7f) << int(c);
+    }
+}
 
 TEST_F(SafetensorsBad, TruncatedValidFileAlwaysThrows) {
     const fs::path good = dir_.path() / "good.safetensors";

@@ -53,8 +53,8 @@ std::map<std::string, fs::path> read_weight_map(const fs::path & index_path) {
         bool escapes = shard_path.empty() || shard_path.is_absolute();
         for (const auto & part : shard_path) escapes = escapes || part == "..";
         CT3_CHECK(!escapes, ErrorKind::bad_format,
-                  "{}: weight_map entry for tensor '{}' names shard '{}' (expected a file beside the index)", file, name,
-                  shard_path.string());
+                  "{}: weight_map entry for tensor '{}' names shard '{}' (expected a file beside the index)", file,
+                  name, shard_path.string());
         // Normalised so that "./a.safetensors" and "a.safetensors" open the shard once.
         weight_map[name] = (index_path.parent_path() / shard_path).lexically_normal();
     }

@@ -60,8 +60,8 @@ const char * dtype_name_of(at::ScalarType scalar) {
 
 // Reads one header entry; `file` and `name` only feed error messages.
 TensorInfo parse_entry(const std::string & file, const std::string & name, const nlohmann::json & entry) {
-    CT3_CHECK(entry.is_object(), ErrorKind::bad_format, "{}: header entry for tensor '{}' is JSON {} (expected an object)",
-              file, name, entry.type_name());
+    CT3_CHECK(entry.is_object(), ErrorKind::bad_format,
+              "{}: header entry for tensor '{}' is JSON {} (expected an object)", file, name, entry.type_name());
     TensorInfo info;
     info.name = name;
 
@@ -106,8 +106,8 @@ TensorInfo parse_entry(const std::string & file, const std::string & name, const
               offsets_it == entry.end() ? std::string("(missing)") : offsets_it->dump());
     info.begin = (*offsets_it)[0].get<uint64_t>();
     info.end = (*offsets_it)[1].get<uint64_t>();
-    CT3_CHECK(info.begin <= info.end, ErrorKind::bad_format, "{}: tensor '{}' has data_offsets [{}, {}] with begin > end",
-              file, name, info.begin, info.end);
+    CT3_CHECK(info.begin <= info.end, ErrorKind::bad_format,
+              "{}: tensor '{}' has data_offsets [{}, {}] with begin > end", file, name, info.begin, info.end);
     CT3_CHECK(info.end - info.begin == n_bytes, ErrorKind::bad_format,
               "{}: tensor '{}' ({} {}) needs {} bytes but data_offsets [{}, {}] span {}", file, name, info.dtype,
               shape_it->dump(), n_bytes, info.begin, info.end, info.end - info.begin);
@@ -170,14 +170,16 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::filesystem::pa
     const std::string file = path.string();
     // O_NONBLOCK: opening a FIFO must not hang waiting for a writer (fstat then rejects it).
     const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    CT3_CHECK(fd >= 0, errno == ENOENT ? ErrorKind::not_found : ErrorKind::io, "cannot open {}: {}", file,
-              std::strerror(errno));
+    const int open_errno = errno;
+    CT3_CHECK(fd >= 0, open_errno == ENOENT ? ErrorKind::not_found : ErrorKind::io, "cannot open {}: {}", file,
+              std::strerror(open_errno));
     struct stat st {};
     const int stat_rc = ::fstat(fd, &st);
     const int stat_errno = errno;
     if (stat_rc != 0 || !S_ISREG(st.st_mode)) {
         ::close(fd);
-        fail(ErrorKind::io, "cannot open {}: {}", file, stat_rc != 0 ? std::strerror(stat_errno) : "not a regular file");
+        fail(ErrorKind::io, "cannot open {}: {}", file,
+             stat_rc != 0 ? std::strerror(stat_errno) : "not a regular file");
     }
     const uint64_t file_size = uint64_t(st.st_size);
     if (file_size < 8) {
@@ -210,11 +212,12 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::filesystem::pa
     result->path_ = path;
     for (const auto & [key, value] : header.items()) {
         if (key == "__metadata__") {
-            CT3_CHECK(value.is_object(), ErrorKind::bad_format, "{}: __metadata__ is JSON {} (expected an object)", file,
-                      value.type_name());
+            CT3_CHECK(value.is_object(), ErrorKind::bad_format, "{}: __metadata__ is JSON {} (expected an object)",
+                      file, value.type_name());
             for (const auto & [mkey, mvalue] : value.items()) {
                 CT3_CHECK(mvalue.is_string(), ErrorKind::bad_format,
-                          "{}: __metadata__ value for '{}' is JSON {} (expected a string)", file, mkey, mvalue.type_name());
+                          "{}: __metadata__ value for '{}' is JSON {} (expected a string)", file, mkey,
+                          mvalue.type_name());
                 result->metadata_[mkey] = mvalue.get<std::string>();
             }
             continue;
@@ -276,12 +279,14 @@ void save_safetensors(const std::filesystem::path & path,
     for (const auto & [name, tensor] : tensors) {
         CT3_CHECK(name != "__metadata__", ErrorKind::invalid_argument,
                   "cannot save {}: '__metadata__' is reserved and cannot name a tensor", file);
-        CT3_CHECK(tensor.defined(), ErrorKind::invalid_argument, "cannot save {}: tensor '{}' is undefined", file, name);
+        CT3_CHECK(tensor.defined(), ErrorKind::invalid_argument, "cannot save {}: tensor '{}' is undefined", file,
+                  name);
         CT3_CHECK(tensor.layout() == torch::kStrided, ErrorKind::invalid_argument,
                   "cannot save {}: tensor '{}' is sparse (convert it with to_dense() first)", file, name);
         CT3_CHECK(dtype_name_of(tensor.scalar_type()) != nullptr, ErrorKind::unsupported,
-                  "cannot save {}: tensor '{}' has dtype {} (expected one of F64, F32, F16, BF16, I64, I32, I16, I8, U8, "
-                  "BOOL)", file, name, c10::toString(tensor.scalar_type()));
+                  "cannot save {}: tensor '{}' has dtype {} (expected one of F64, F32, F16, BF16, I64, I32, I16, I8, "
+                  "U8, BOOL)",
+                  file, name, c10::toString(tensor.scalar_type()));
         sorted.emplace_back(name, tensor.detach().to(torch::kCPU).contiguous());
     }
     std::sort(sorted.begin(), sorted.end(), [](const auto & a, const auto & b) { return a.first < b.first; });

@@ -161,7 +161,9 @@ TEST(Checkpoint, ReadsAndReproducesHfWrittenFixtures) {
         }
         ++n_checked;
     }
-    if (n_checked == 0) GTEST_SKIP() << "no HF fixtures under " << ct3::test::data_dir() << " (tiny_*/model.safetensors)";
+    if (n_checked == 0) {
+        GTEST_SKIP() << "no HF fixtures under " << ct3::test::data_dir() << " (tiny_*/model.safetensors)";
+    }
 }
 
 TEST(StrictJson, RejectsDuplicatesAtAnyDepthAndAcceptsValid) {

@@ -107,7 +107,8 @@ TEST(Safetensors, ReadsHandBuiltGoldenBytes) {
     // F16 1.0 = 0x3C00, BF16 -1.0 = 0xBF80, I64 42.
     const std::string header =
         R"({"__metadata__":{"format":"pt"},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-        R"("b":{"dtype":"I64","shape":[],"data_offsets":[8,16]},"h":{"dtype":"F16","shape":[1],"data_offsets":[16,18]},)"
+        R"("b":{"dtype":"I64","shape":[],"data_offsets":[8,16]},)"
+        R"("h":{"dtype":"F16","shape":[1],"data_offsets":[16,18]},)"
         R"("z":{"dtype":"F32","shape":[0],"data_offsets":[18,18]},)"
         R"("bf":{"dtype":"BF16","shape":[1,1],"data_offsets":[18,20]}}  )";
     const std::string data = std::string("\x00\x00\xC0\x3F\x00\x00\x00\xC0", 8) +
@@ -287,7 +288,8 @@ TEST_F(SafetensorsBad, ShapeProductOverflows) {
 }
 
 TEST_F(SafetensorsBad, DataOffsetsNotTwoIntegers) {
-    expect_bad(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0]}})", std::string(8, '\0'), {"'w'", "data_offsets"});
+    expect_bad(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0]}})", std::string(8, '\0'),
+               {"'w'", "data_offsets"});
     expect_bad(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,"8"]}})", std::string(8, '\0'),
                {"'w'", "data_offsets"});
     expect_bad(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[-8,0]}})", std::string(8, '\0'),
@@ -296,7 +298,8 @@ TEST_F(SafetensorsBad, DataOffsetsNotTwoIntegers) {
 }
 
 TEST_F(SafetensorsBad, DataOffsetsBeginAfterEnd) {
-    expect_bad(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", std::string(8, '\0'), {"'w'", "begin > end"});
+    expect_bad(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", std::string(8, '\0'),
+               {"'w'", "begin > end"});
 }
 
 TEST_F(SafetensorsBad, ByteCountDoesNotMatchShape) {

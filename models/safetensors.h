@@ -6,7 +6,8 @@
 // The reader is hardened against hostile files: header length bound (100 MB) and within the file,
 // JSON validated, duplicate keys rejected, dtype known, shape*itemsize == byte range, ranges
 // inside the buffer, non-overlapping and covering it. Errors name the file and the tensor.
-// Files are memory-mapped; tensors are materialised as torch tensors on request.
+// Files are memory-mapped; tensors are materialised as torch tensors on request. A file truncated
+// by another process *while mapped* can still raise SIGBUS; checkpoints are treated as immutable.
 #pragma once
 
 #include <cstdint>
@@ -41,7 +42,9 @@ public:
     const TensorInfo & info(const std::string & name) const;  // throws not_found naming the file
 
     // A CPU tensor with the file's dtype and shape. It copies out of the mapping so the result
-    // outlives the file (checkpoints are loaded once; a copy keeps ownership simple).
+    // outlives the file (checkpoints are loaded once; a copy keeps ownership simple). Dtypes the spec
+    // knows but torch 1.13 lacks (U16/U32/U64, F8_*, C64) open fine and throw `unsupported` here;
+    // BOOL bytes other than 0/1 throw bad_format.
     at::Tensor load(const std::string & name) const;
 
 private:
@@ -59,7 +62,9 @@ private:
 class Checkpoint {
 public:
     // `path`: a folder (model.safetensors or model.safetensors.index.json inside), a .safetensors
-    // file, or an index .json file.
+    // file, or an index .json file. Each shard is opened once. Errors: a missing shard (not_found),
+    // a weight_map tensor absent from its shard (bad_format); shard tensors missing from the
+    // weight_map are only warned about and are not part of the checkpoint.
     static Checkpoint open(const std::filesystem::path & path);
 
     std::vector<std::string> names() const;  // sorted
@@ -75,7 +80,9 @@ private:
 };
 
 // Writes tensors (any device/dtype among the supported ones; contiguous copies are made) to
-// `path` atomically (temp file + rename). Names are sorted; offsets are packed without gaps.
+// `path` atomically (`path`.tmp.<pid>, fsync, rename). Names are sorted; offsets are packed without
+// gaps; the header is space-padded so the data starts 8-byte aligned. For single-dtype inputs the
+// bytes equal what HF safetensors writes (HF orders mixed dtypes by alignment first).
 void save_safetensors(const std::filesystem::path & path,
                       const std::vector<std::pair<std::string, at::Tensor>> & tensors,
                       const std::map<std::string, std::string> & metadata = {{"format", "pt"}});

@@ -141,12 +141,18 @@ public:
         const auto * subject = reinterpret_cast<PCRE2_SPTR>(text.empty() ? "" : text.data());
         size_t pos = 0;
         while (pos <= text.size()) {
-            const int rc = pcre2_match(code_, subject, text.size(), pos, 0, match.data, nullptr);
+            int rc = pcre2_match(code_, subject, text.size(), pos, 0, match.data, nullptr);
+            if (rc == PCRE2_ERROR_JIT_STACKLIMIT) {
+                // The JIT's small machine stack ran out on some pathological input: the interpreter keeps its
+                // backtracking state on the heap, so retry there.
+                rc = pcre2_match(code_, subject, text.size(), pos, PCRE2_NO_JIT, match.data, nullptr);
+            }
             if (rc == PCRE2_ERROR_NOMATCH) break;
             if (rc < 0) {
                 PCRE2_UCHAR message[256];
                 pcre2_get_error_message(rc, message, sizeof(message));
-                fail(ErrorKind::internal, "PCRE2 match failed: {}", reinterpret_cast<const char *>(message));
+                fail(ErrorKind::invalid_argument, "pre-tokenizer regex failed on a {}-byte text at byte {}: {}",
+                     text.size(), pos, reinterpret_cast<const char *>(message));
             }
             const PCRE2_SIZE * ov = pcre2_get_ovector_pointer(match.data);
             out.emplace_back(ov[0], ov[1]);

@@ -1,5 +1,7 @@
 #include "models/tokenizer_bpe.h"
 
+#include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <sstream>
 

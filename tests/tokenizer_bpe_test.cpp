@@ -2,6 +2,7 @@
 // golden ids that HF `tokenizers` produced for two trained fixtures.
 #include <atomic>
 #include <chrono>
+#include <random>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -427,4 +428,34 @@ TEST_F(BpeTest, EncodeThroughput) {
                               text.size() / 1e6 / seconds, ids.size());
     std::printf("BPE encode throughput: %.1f MB/s (%zu bytes, %zu ids)\n", text.size() / 1e6 / seconds, text.size(),
                 ids.size());
+}
+
+// Arbitrary bytes (invalid UTF-8 included) survive the Llama-3 style regex and byte-level mapping, and the
+// concatenated id_to_piece stream equals decode(). Long runs exercise the regex and the merge loop.
+TEST_F(BpeTest, HostileInputRoundTrips) {
+    json t = hello_tokenizer();
+    t["pre_tokenizer"] = {
+        {"type", "Sequence"},
+        {"pretokenizers",
+         json::array({{{"type", "Split"},
+                       {"pattern",
+                        {{"Regex", R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)"}}},
+                       {"behavior", "Isolated"}},
+                      {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}})}};
+    auto tok = load(t);
+    std::mt19937 rng(1234);
+    for (int round = 0; round < 200; ++round) {
+        std::string text(rng() % 64, '\0');
+        for (char & c : text) c = static_cast<char>(rng() % 4 == 0 ? "hel o\n\t'"[rng() % 8] : rng() % 256);
+        const Ids ids = tok->encode(text, {false, 0});
+        std::string streamed;
+        for (int32_t id : ids) streamed += tok->id_to_piece(id);
+        ASSERT_EQ(tok->decode(ids), text) << "round " << round;
+        ASSERT_EQ(streamed, text) << "round " << round;
+    }
+    for (const std::string & run : {std::string(1 << 18, ' '), std::string(1 << 18, 'l'), std::string(1 << 18, '\n')}) {
+        const Ids ids = tok->encode(run + "x hello", {false, 0});
+        EXPECT_EQ(tok->decode(ids), run + "x hello");
+        EXPECT_EQ(ids.back(), 259);
+    }
 }

@@ -65,8 +65,8 @@ BpeModel::BpeModel(const nlohmann::json & model, const JsonWhere & where) {
     if (auto it = model.find("unk_token"); it != model.end() && !it->is_null()) {
         const std::string unk = json_string(*it, where.field("unk_token"));
         auto found = vocab_.find(unk);
-        CT3_CHECK(found != vocab_.end(), ErrorKind::bad_format, "{} '{}' is not in {}", json_at(where.field("unk_token")),
-                  unk, vocab_at.path);
+        CT3_CHECK(found != vocab_.end(), ErrorKind::bad_format, "{} '{}' is not in {}",
+                  json_at(where.field("unk_token")), unk, vocab_at.path);
         unk_id_ = found->second;
     }
 
@@ -97,10 +97,12 @@ void BpeModel::parse_merges(const nlohmann::json & merges, const JsonWhere & whe
                  m.dump());
         }
         auto l = vocab_.find(left), r = vocab_.find(right), n = vocab_.find(left + right);
-        CT3_CHECK(l != vocab_.end(), ErrorKind::bad_format, "{}: piece '{}' is not in the vocabulary", json_at(at), left);
-        CT3_CHECK(r != vocab_.end(), ErrorKind::bad_format, "{}: piece '{}' is not in the vocabulary", json_at(at), right);
-        CT3_CHECK(n != vocab_.end(), ErrorKind::bad_format, "{}: merged piece '{}' is not in the vocabulary", json_at(at),
-                  left + right);
+        CT3_CHECK(l != vocab_.end(), ErrorKind::bad_format, "{}: piece '{}' is not in the vocabulary", json_at(at),
+                  left);
+        CT3_CHECK(r != vocab_.end(), ErrorKind::bad_format, "{}: piece '{}' is not in the vocabulary", json_at(at),
+                  right);
+        CT3_CHECK(n != vocab_.end(), ErrorKind::bad_format, "{}: merged piece '{}' is not in the vocabulary",
+                  json_at(at), left + right);
         // A repeated pair keeps its first (best) rank, like HF.
         merges_.emplace(pair_key(l->second, r->second), Merge{static_cast<int32_t>(rank), n->second});
     }

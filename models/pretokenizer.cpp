@@ -88,7 +88,7 @@ bool byte_level_decode(std::string_view token, std::string & out) {
         if (b0 < 0x80) {
             cp = b0;
             pos += 1;
-        } else if ((b0 >> 5) == 0x6 && pos + 1 < token.size() && (static_cast<uint8_t>(token[pos + 1]) & 0xC0) == 0x80) {
+        } else if ((b0 >> 5) == 0x6 && utf8_char_length(token, pos) == 2) {
             cp = ((b0 & 0x1Fu) << 6) | (static_cast<uint8_t>(token[pos + 1]) & 0x3Fu);
             pos += 2;
         }

@@ -273,11 +273,13 @@ private:
                     const std::string name = json_string(json_require(s, "id", at.field("Sequence")),
                                                          at.field("Sequence.id"));
                     CT3_CHECK(name == "A" && !seen_a, ErrorKind::unsupported,
-                              "{} is sequence '{}' (a single-sequence template takes sequence A once)", json_at(at), name);
+                              "{} is sequence '{}' (a single-sequence template takes sequence A once)", json_at(at),
+                              name);
                     seen_a = true;
                 } else {
-                    fail(ErrorKind::bad_format, "{} is {} (expected {{\"SpecialToken\": ...}} or {{\"Sequence\": ...}})",
-                         json_at(at), single[i].dump());
+                    fail(ErrorKind::bad_format,
+                         "{} is {} (expected {{\"SpecialToken\": ...}} or {{\"Sequence\": ...}})", json_at(at),
+                         single[i].dump());
                 }
             }
             CT3_CHECK(seen_a, ErrorKind::bad_format, "{} never places sequence A", json_at(single_at));
@@ -325,7 +327,9 @@ private:
             return int32_t(-1);
         };
         if (!from_config("bos_token", bos_id_)) bos_id_ = guess({"<|begin_of_text|>", "<s>"});
-        if (!from_config("eos_token", eos_id_)) eos_id_ = guess({"<|end_of_text|>", "<|endoftext|>", "<|im_end|>", "</s>"});
+        if (!from_config("eos_token", eos_id_)) {
+            eos_id_ = guess({"<|end_of_text|>", "<|endoftext|>", "<|im_end|>", "</s>"});
+        }
         from_config("pad_token", pad_id_);
     }
 

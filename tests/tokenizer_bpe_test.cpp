@@ -19,6 +19,11 @@ using Ids = std::vector<int32_t>;
 
 namespace {
 
+// The Llama-3 pre-tokenizer regex.
+const char * const kLlama3Pattern =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|)"
+    R"( ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+
 // Byte-level vocabulary where the stand-in of byte b has id b, plus `extra` pieces from id 256 on.
 json byte_vocab(const std::vector<std::string> & extra) {
     json vocab = json::object();
@@ -253,7 +258,8 @@ TEST_F(BpeTest, UnsupportedComponentsNameTheJsonPath) {
     t["decoder"] = {{"type", "WordPiece"}};
     EXPECT_NE(load_error(t, ct3::ErrorKind::unsupported).find("decoder.type 'WordPiece'"), std::string::npos);
     t = hello_tokenizer();
-    t["normalizer"] = {{"type", "Sequence"}, {"normalizers", json::array({{{"type", "NFC"}}, {{"type", "Lowercase"}}})}};
+    t["normalizer"] = {{"type", "Sequence"},
+                       {"normalizers", json::array({{{"type", "NFC"}}, {{"type", "Lowercase"}}})}};
     EXPECT_NE(load_error(t, ct3::ErrorKind::unsupported).find("normalizer.normalizers[1].type 'Lowercase'"),
               std::string::npos);
     t = hello_tokenizer();
@@ -413,7 +419,7 @@ TEST_F(BpeTest, EncodeThroughput) {
         {"pretokenizers",
          json::array({{{"type", "Split"},
                        {"pattern",
-                        {{"Regex", R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)"}}},
+                        {{"Regex", kLlama3Pattern}}},
                        {"behavior", "Isolated"}},
                       {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}})}};
     auto tok = load(t);
@@ -439,7 +445,7 @@ TEST_F(BpeTest, HostileInputRoundTrips) {
         {"pretokenizers",
          json::array({{{"type", "Split"},
                        {"pattern",
-                        {{"Regex", R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)"}}},
+                        {{"Regex", kLlama3Pattern}}},
                        {"behavior", "Isolated"}},
                       {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}})}};
     auto tok = load(t);

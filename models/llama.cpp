@@ -263,7 +263,9 @@ LMOutput LlamaForCausalLMImpl::forward_train(const at::Tensor & input_ids, const
 
 void LlamaForCausalLMImpl::load_parameter(const std::string & name, const at::Tensor & value,
                                           const std::string & source) {
-    at::Tensor * param = named_parameters(/*recurse=*/true).find(name);
+    // named_parameters() returns a dict by value: keep it alive while `param` points into it.
+    const auto params = named_parameters(/*recurse=*/true);
+    const at::Tensor * param = params.find(name);
     CT3_CHECK(param != nullptr, ErrorKind::not_found, "{}: the model has no parameter '{}'", source, name);
     CT3_CHECK(value.defined() && value.sizes() == param->sizes(), ErrorKind::invalid_argument,
               "{}: tensor '{}' has shape [{}] (expected [{}])", source, name,
@@ -272,7 +274,8 @@ void LlamaForCausalLMImpl::load_parameter(const std::string & name, const at::Te
     CT3_CHECK(value.is_floating_point(), ErrorKind::unsupported, "{}: tensor '{}' has dtype {} (expected a float type)",
               source, name, c10::toString(value.scalar_type()));
     torch::NoGradGuard no_grad;
-    param->copy_(value);
+    at::Tensor target = *param;  // shares storage with the registered parameter
+    target.copy_(value);
 }
 
 at::Tensor causal_lm_loss(const at::Tensor & logits, const at::Tensor & labels) {

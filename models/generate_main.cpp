@@ -95,6 +95,8 @@ int run(Options & o) {
     }
     o.generate.stop_at_eos = !o.ignore_eos;
 
+    CT3_CHECK(std::filesystem::exists(o.model), ct3::ErrorKind::not_found,
+              "model '{}' does not exist (--model: a Hugging Face model folder or a llama2.c .bin file)", o.model);
     const auto tok_path = tokenizer_path(o);
     const std::string tmpl = resolve_template(o, tok_path);
     if (tmpl != "none") {

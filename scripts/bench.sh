@@ -1,34 +1,44 @@
 #!/usr/bin/env bash
-# Decode/prefill benchmarks of ct3 against a peer measured in the same run.
+# Prefill/decode benchmarks of ct3 against transformers (the peer), measured in the same run on the
+# same random-weight configuration (only shapes matter for speed).
 #
-#   scripts/bench.sh cpu [build-dir]   stories260K and a Llama-3.2-1B-shaped random model on CPU
-#   scripts/bench.sh gpu [build-dir]   Llama-3-8B-shaped random weights, bf16, on CUDA, against
-#                                      transformers' generate on the same config and against the
-#                                      HBM-bandwidth bound (weight bytes / 3.0 TB/s, the H100's copy rate)
-# Prints each implementation's JSON line, then the ratios.
+#   scripts/bench.sh cpu [build-dir]   stories260K- and Llama-3.2-1B-shaped models on CPU, fp32
+#   scripts/bench.sh gpu [build-dir]   Llama-3-8B-shaped, bf16, on CUDA; also against the HBM-bandwidth
+#                                      bound (weight bytes / 3.0 TB/s, the H100's measured copy rate)
+# The peer needs a python3 with torch and transformers (the GPU machine has one); without it only
+# ct3's figures are printed. Each line: the two JSON results, then the ratios.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-cpu}
-build=${2:-build}
-bench=$build/models/ct3-bench
-shared=${CT3_SHARED_DIR:-../shared}
-if [ "$mode" = cpu ]; then
-  "$bench" -m "$shared/models/stories260K/stories260K.bin" --prompt-tokens 128 --new-tokens 256 --log-level warn
-  "$bench" --shape llama3.2-1b --prompt-tokens 64 --new-tokens 16 --repeats 2 --log-level warn
-  exit 0
-fi
-ours=$("$bench" --shape llama3-8b --device cuda --dtype bfloat16 --prompt-tokens 128 --new-tokens 128 --log-level warn)
-echo "$ours"
-peer=$(python3 scripts/bench_hf_decode.py --config llama3-8b --device cuda --dtype bfloat16 --prompt-tokens 128 --new-tokens 128 | tail -1)
-echo "$peer"
-python3 - "$ours" "$peer" <<'PY'
+bench=${2:-build}/models/ct3-bench
+have_peer=0
+python3 -c 'import torch, transformers' 2>/dev/null && have_peer=1
+
+compare() {  # shape device dtype prompt_tokens new_tokens
+  local ours peer
+  ours=$("$bench" --shape "$1" --device "$2" --dtype "$3" --prompt-tokens "$4" --new-tokens "$5" --log-level warn)
+  echo "$ours"
+  [ "$have_peer" = 1 ] || return 0
+  peer=$(python3 scripts/bench_hf_decode.py --config "$1" --device "${2%%:*}" --dtype "$3" --prompt-tokens "$4" \
+         --new-tokens "$5" --threads "$(echo "$ours" | python3 -c 'import json,sys;print(json.load(sys.stdin)["threads"])')" | tail -1)
+  echo "$peer"
+  python3 - "$ours" "$peer" "$2" <<'PY'
 import json, sys
-ours, peer = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-bound_ms = ours["parameter_bytes"] / 3.0e12 * 1000
-print(f"decode ms/token: ct3 {ours['decode_ms_per_token']:.2f}, transformers {peer['decode_ms_per_token']:.2f}, "
-      f"HBM bound {bound_ms:.2f}")
-print(f"ratio transformers/ct3 (speed-up of ct3): {peer['decode_ms_per_token'] / ours['decode_ms_per_token']:.2f}x")
-print(f"ratio ct3/bound (1.0 = at the bandwidth limit): {ours['decode_ms_per_token'] / bound_ms:.2f}")
-print(f"prefill tok/s: ct3 {ours['prefill_tok_s']:.0f}, transformers {peer['prefill_tok_s']:.0f}, "
-      f"ratio {ours['prefill_tok_s'] / peer['prefill_tok_s']:.2f}")
+ours, peer, device = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
+print(f"  {ours['model']} on {device}: decode ms/token ct3 {ours['decode_ms_per_token']:.3f} vs transformers "
+      f"{peer['decode_ms_per_token']:.3f} -> ct3 is {peer['decode_ms_per_token'] / ours['decode_ms_per_token']:.2f}x; "
+      f"prefill tok/s ct3 {ours['prefill_tok_s']:.0f} vs {peer['prefill_tok_s']:.0f} -> "
+      f"{ours['prefill_tok_s'] / peer['prefill_tok_s']:.2f}x")
+if device.startswith("cuda"):
+    bound_ms = ours["parameter_bytes"] / 3.0e12 * 1000
+    print(f"  HBM bound {bound_ms:.2f} ms/token; ct3 at {bound_ms / ours['decode_ms_per_token']:.0%} of it, "
+          f"transformers at {bound_ms / peer['decode_ms_per_token']:.0%}")
 PY
+}
+
+if [ "$mode" = cpu ]; then
+  compare stories260k cpu float32 128 256
+  compare llama3.2-1b cpu float32 64 16
+else
+  compare llama3-8b cuda bfloat16 128 128
+fi

@@ -20,6 +20,9 @@ CONFIGS = {
     "llama3-8b": dict(vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
                       num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=8192,
                       rope_theta=500000.0, tie_word_embeddings=False),
+    "stories260k": dict(vocab_size=512, hidden_size=64, intermediate_size=172, num_hidden_layers=5,
+                        num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=512,
+                        rope_theta=10000.0, tie_word_embeddings=True),
     "llama3.2-1b": dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
                         num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=8192,
                         rope_theta=500000.0, tie_word_embeddings=True),
@@ -38,8 +41,11 @@ def main():
     p.add_argument("--dtype", default="bfloat16")
     p.add_argument("--prompt-tokens", type=int, default=128)
     p.add_argument("--new-tokens", type=int, default=128)
+    p.add_argument("--threads", type=int, default=0)
     p.add_argument("--json", default="")
     args = p.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
     config = LlamaConfig(**CONFIGS[args.config])
     with torch.device(args.device):
@@ -59,7 +65,7 @@ def main():
         sync(args.device)
         total_s = time.perf_counter() - t0
     decode_s = max(total_s - prefill_s, 1e-9)
-    result = {"impl": "transformers", "config": args.config, "device": args.device, "dtype": args.dtype,
+    result = {"impl": "transformers", "config": args.config, "threads": torch.get_num_threads(), "device": args.device, "dtype": args.dtype,
               "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens,
               "prefill_tok_s": args.prompt_tokens / prefill_s,
               "decode_ms_per_token": 1000 * decode_s / args.new_tokens,

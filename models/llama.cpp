@@ -92,7 +92,9 @@ at::Tensor LlamaAttentionImpl::forward(const at::Tensor & x, const at::Tensor & 
     at::Tensor out;
 #if TORCH_VERSION_MAJOR >= 2
     // Fused kernel (flash / memory-efficient) where available; the boolean mask means "may attend".
-    out = at::scaled_dot_product_attention(q, k, v, allowed, 0.0, false);
+    // An undefined `allowed` means plain causal attention (see hidden_states); T == 1 attends to all.
+    out = allowed.defined() ? at::scaled_dot_product_attention(q, k, v, allowed, 0.0, false)
+                            : at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/T > 1);
 #else
     // HF eager: scores in the activation dtype, softmax in float32, probabilities cast back.
     at::Tensor scores = torch::matmul(q, k.transpose(2, 3)) * (1.0 / std::sqrt(static_cast<double>(head_dim_)));
@@ -188,8 +190,11 @@ void LlamaForCausalLMImpl::check_ids(const at::Tensor & ids) const {
               ids.defined() ? fmt::format("shape [{}]", fmt::join(ids.sizes(), ", ")) : "undefined");
     CT3_CHECK(ids.scalar_type() == torch::kInt64 || ids.scalar_type() == torch::kInt32, ErrorKind::invalid_argument,
               "input_ids must be int64 or int32 (got {})", c10::toString(ids.scalar_type()));
-    // One device->host transfer for both bounds (this runs once per generated token).
-    at::Tensor bounds = torch::stack({ids.min(), ids.max()}).to(torch::kCPU, torch::kInt64);
+    // Ids from the host (prompts, sampled tokens) are checked here for free. Ids already on an
+    // accelerator come from our own argmax/sampling there: checking them would force a device sync
+    // per generated token and stall the launch queue, so they are trusted.
+    if (!ids.device().is_cpu()) return;
+    at::Tensor bounds = torch::stack({ids.min(), ids.max()}).to(torch::kInt64);
     const int64_t lo = bounds[0].item<int64_t>(), hi = bounds[1].item<int64_t>();
     CT3_CHECK(lo >= 0 && hi < config_.vocab_size, ErrorKind::invalid_argument,
               "input_ids contain token ids in [{}, {}] outside the vocabulary [0, {})", lo, hi, config_.vocab_size);
@@ -224,6 +229,11 @@ at::Tensor LlamaForCausalLMImpl::hidden_states(const at::Tensor & input_ids, KVC
         allowed = allowed & (k_pos.view({1, S}) > q_pos.view({T, 1}) - config_.sliding_window);
     }
     allowed = allowed.view({1, 1, T, S});
+#if TORCH_VERSION_MAJOR >= 2
+    // Plain causal attention (no window, no padding) with a fresh cache or a single new token needs no
+    // mask tensor: SDPA then picks its fused kernels (flash / memory-efficient) with is_causal.
+    if (config_.sliding_window == 0 && !attention_mask.defined() && (T == 1 || past == 0)) allowed = at::Tensor();
+#endif
     if (attention_mask.defined()) {
         CT3_CHECK(attention_mask.dim() == 2 && attention_mask.size(0) == B && attention_mask.size(1) == S,
                   ErrorKind::invalid_argument, "attention_mask must have shape [{}, {}] (got [{}])", B, S,

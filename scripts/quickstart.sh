@@ -10,4 +10,4 @@ scripts/setup.sh >&2
 shared=${CT3_SHARED_DIR:-../shared}
 model=$shared/models/stories260K
 exec build/models/ct3-generate -m "$model/stories260K.bin" --tokenizer "$model/tok512.model" \
-     -p "$prompt" -n 200 --temp 0
+     -p "$prompt" -n 200 --temp 0 --echo

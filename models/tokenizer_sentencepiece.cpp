@@ -10,14 +10,15 @@
 #include "models/log.h"
 #include "models/sp_shim/sp_shim.h"
 
-// AddressSanitizer refuses RTLD_DEEPBIND (it would bypass its malloc interposition), so ASan builds
-// load the shim with RTLD_LOCAL only. Sentencepiece's protobuf symbols may then bind to libtorch's
-// libprotobuf if that is already loaded; see the SentencePiece tests for how ASan builds cope.
-#if defined(__SANITIZE_ADDRESS__)
-#define CT3_SP_ASAN 1
+// The sanitizer runtimes (ASan, TSan) refuse RTLD_DEEPBIND (it would bypass their malloc
+// interposition), so sanitizer builds load the shim with RTLD_LOCAL only. Sentencepiece's protobuf
+// symbols may then bind to libtorch's libprotobuf if that is already loaded; see the SentencePiece
+// tests for how sanitizer builds cope.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define CT3_SP_NO_DEEPBIND 1
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define CT3_SP_ASAN 1
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define CT3_SP_NO_DEEPBIND 1
 #endif
 #endif
 
@@ -83,7 +84,7 @@ bool resolve(void * lib, const char * name, Fn & fn) {
 
 // Loads the first usable candidate; returns an empty string on success, else why each one failed.
 std::string load_shim(ShimApi & api) {
-#ifdef CT3_SP_ASAN
+#ifdef CT3_SP_NO_DEEPBIND
     const int flags = RTLD_NOW | RTLD_LOCAL;
 #else
     const int flags = RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND;
@@ -181,7 +182,7 @@ std::string replace_meta_space(const std::string & piece) {
 std::string sentencepiece_shim_path() { return shim().path; }
 
 bool sentencepiece_shim_isolated() {
-#ifdef CT3_SP_ASAN
+#ifdef CT3_SP_NO_DEEPBIND
     return false;
 #else
     return true;
@@ -203,8 +204,8 @@ SentencePieceTokenizer::SentencePieceTokenizer(const fs::path & model_file) : pa
         fail_hint(ErrorKind::bad_format,
                   sentencepiece_shim_isolated()
                       ? "expected a SentencePiece .model file (e.g. tokenizer.model)"
-                      : "this is an AddressSanitizer build, where sentencepiece cannot be isolated from libtorch's "
-                        "protobuf; use a build without ASan for SentencePiece models",
+                      : "this is a sanitizer (ASan/TSan) build, where sentencepiece cannot be isolated from libtorch's "
+                        "protobuf; use a build without sanitizers for SentencePiece models",
                   "cannot load sentencepiece model '{}': {}", model_file.string(), take_error(error));
     }
     const int32_t n = api.vocab_size(handle_.get());

@@ -15,12 +15,12 @@ namespace {
 fs::path tok512_path() { return ct3::test::shared_dir() / "models/stories260K/tok512.model"; }
 fs::path llama2_path() { return ct3::test::shared_dir() / "models/llama2-tokenizer-32k/tokenizer.model"; }
 
-// Skips where SentencePiece cannot work: no ../shared, or an ASan build (see sentencepiece_shim_isolated).
+// Skips where SentencePiece cannot work: no ../shared, or an ASan/TSan build (see sentencepiece_shim_isolated).
 #define CT3_REQUIRE_SP()                                                                               \
     do {                                                                                               \
         CT3_REQUIRE_SHARED();                                                                          \
         if (!ct3::sentencepiece_shim_isolated())                                                       \
-            GTEST_SKIP() << "AddressSanitizer build: RTLD_DEEPBIND is unavailable, so sentencepiece's " \
+            GTEST_SKIP() << "sanitizer build: RTLD_DEEPBIND is unavailable, so sentencepiece's " \
                             "protobuf clashes with libtorch's and models cannot load";                 \
     } while (0)
 

@@ -6,7 +6,7 @@ bin=$1
 shared=${CT3_SHARED_DIR:-$(dirname "$0")/../../../shared}
 model=$shared/models/stories260K
 if [ -n "${CT3_SKIP_SENTENCEPIECE:-}" ]; then
-  echo "skipped: SentencePiece is unavailable in AddressSanitizer builds (RTLD_DEEPBIND)"; exit 77
+  echo "skipped: SentencePiece is unavailable in ASan/TSan builds (RTLD_DEEPBIND)"; exit 77
 fi
 if [ ! -f "$model/stories260K.bin" ]; then
   echo "skipped: $model not found (set CT3_SHARED_DIR)"; exit 77

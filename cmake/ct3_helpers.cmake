@@ -34,22 +34,29 @@ function(ct3_add_program name)
   install(TARGETS ${name} RUNTIME DESTINATION bin)
 endfunction()
 
-# ct3_add_component(NAME): the library of one top-level folder (kb, server, client, eval) from its
-# *.cpp files except programs (*_main.cpp, each becoming `ct3-<name>`), linked to ct3_models.
-function(ct3_add_component name)
-  file(GLOB sources CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/*.cpp)
-  set(programs ${sources})
-  list(FILTER sources EXCLUDE REGEX "_main\\.cpp$")
-  list(FILTER programs INCLUDE REGEX "_main\\.cpp$")
-  if(sources)
-    add_library(ct3_${name} STATIC ${sources})
-    ct3_target_defaults(ct3_${name})
-    target_link_libraries(ct3_${name} PUBLIC ct3_models)
-  endif()
+# ct3_add_folder_programs(LIB): every *_main.cpp of the current folder becomes program `ct3-<name>`
+# (underscores become dashes), linked to LIB.
+function(ct3_add_folder_programs lib)
+  file(GLOB programs CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/*_main.cpp)
   foreach(src IN LISTS programs)
     get_filename_component(stem ${src} NAME_WE)
     string(REGEX REPLACE "_main$" "" prog ${stem})
     string(REPLACE "_" "-" prog ${prog})
-    ct3_add_program(ct3-${prog} SOURCES ${src} LIBS $<IF:$<TARGET_EXISTS:ct3_${name}>,ct3_${name},ct3_models>)
+    ct3_add_program(ct3-${prog} SOURCES ${src} LIBS ${lib})
   endforeach()
+endfunction()
+
+# ct3_add_component(NAME): the library of one top-level folder (kb, server, client, eval) from its
+# *.cpp files except programs, linked to ct3_models, plus the folder's programs.
+function(ct3_add_component name)
+  file(GLOB sources CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/*.cpp)
+  list(FILTER sources EXCLUDE REGEX "_main\\.cpp$")
+  set(lib ct3_models)
+  if(sources)
+    set(lib ct3_${name})
+    add_library(${lib} STATIC ${sources})
+    ct3_target_defaults(${lib})
+    target_link_libraries(${lib} PUBLIC ct3_models)
+  endif()
+  ct3_add_folder_programs(${lib})
 endfunction()

@@ -46,9 +46,10 @@ function(ct3_add_folder_programs lib)
   endforeach()
 endfunction()
 
-# ct3_add_component(NAME): the library of one top-level folder (kb, server, client, eval) from its
-# *.cpp files except programs, linked to ct3_models, plus the folder's programs.
+# ct3_add_component(NAME [DEPS lib...]): the library of one top-level folder (kb, server, client,
+# eval) from its *.cpp files except programs, linked to ct3_models and DEPS, plus the folder's programs.
 function(ct3_add_component name)
+  cmake_parse_arguments(C "" "" "DEPS" ${ARGN})
   file(GLOB sources CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/*.cpp)
   list(FILTER sources EXCLUDE REGEX "_main\\.cpp$")
   set(lib ct3_models)
@@ -56,7 +57,7 @@ function(ct3_add_component name)
     set(lib ct3_${name})
     add_library(${lib} STATIC ${sources})
     ct3_target_defaults(${lib})
-    target_link_libraries(${lib} PUBLIC ct3_models)
+    target_link_libraries(${lib} PUBLIC ct3_models ${C_DEPS})
   endif()
   ct3_add_folder_programs(${lib})
 endfunction()

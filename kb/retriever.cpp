@@ -16,6 +16,7 @@
 #include <faiss/IndexPreTransform.h>
 #include <faiss/impl/FaissException.h>
 #include <faiss/utils/distances.h>
+#include <omp.h>
 
 #include "kb/knowledge_base.h"
 #include "kb/sift.h"
@@ -114,6 +115,8 @@ struct Retriever::Impl {
     Stats stats;
     std::thread worker;
 
+    int default_threads = omp_get_max_threads();
+
     Impl(const KnowledgeBase & kb_, RetrieverOptions options_) : kb(kb_), options(options_), dim(kb_.dim()) {
         CT3_CHECK(options.max_batch >= 1, ErrorKind::invalid_argument, "retriever max_batch must be >= 1 (got {})",
                   options.max_batch);
@@ -176,6 +179,13 @@ struct Retriever::Impl {
             std::vector<float> distances(size_t(nq * std::max<int64_t>(k, 1)));
             std::vector<FaissId> labels(distances.size(), -1);
             if (k > 0) {
+                // OpenMP threads only pay off on large scans; on small ones their start-up and
+                // spinning (ruinous on a busy machine) cost more than the search itself.
+                const double work = double(index.ntotal) * double(dim) * double(nq);
+                const int threads = options.faiss_threads > 0 ? int(options.faiss_threads)
+                                    : work < 3e7              ? 1
+                                                              : default_threads;
+                omp_set_num_threads(threads);  // per calling thread: this worker's searches only
                 IndexSearchParams params(index, key);
                 index.search(nq, queries.data(), k, distances.data(), labels.data(), params.params);
             }

@@ -6,9 +6,9 @@
 // mode sift runs sift_select over them with the exact stored embeddings (score = posterior variance
 // σ_i², similarity = the candidate's plain cosine with q).
 //
-// Thread-safe. Concurrent search() calls are gathered into one FAISS call (up to max_batch queries,
-// waiting at most batch_window_us for company) because one search over B queries costs far less
-// than B searches; SIFT then runs on each caller's own thread.
+// Thread-safe. Concurrent search() calls are gathered into one FAISS call (up to max_batch queries:
+// whatever queued while the previous call ran, optionally waiting batch_window_us for more) because
+// one search over B queries costs far less than B searches; SIFT then runs on each caller's thread.
 #pragma once
 
 #include <cstdint>
@@ -44,7 +44,8 @@ struct Hit {
 
 struct RetrieverOptions {
     int64_t max_batch = 64;         // queries per FAISS call
-    int64_t batch_window_us = 200;  // how long the first query of a batch waits for others
+    int64_t batch_window_us = 0;    // extra wait for company (0: batch only what queued meanwhile)
+    int64_t faiss_threads = 0;      // OpenMP threads per FAISS call (0: 1 for small scans, else all)
 };
 
 class Retriever {

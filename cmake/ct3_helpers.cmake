@@ -1,6 +1,13 @@
 # Shared CMake helpers: warnings, sanitizers, library/program/test declaration.
 
-function(ct3_setup_sanitizers spec)
+# ct3_setup_sanitizers(SPEC SCOPE): SPEC is "address,undefined", "thread", ... or empty.
+# SCOPE "all" instruments every target; "retrieval" instruments everything except the models
+# library (kb/, server/, client/, eval/, tests/) and only links the runtime into programs. The
+# models library then compiles with exactly the Release flags, so ccache reuses the Release objects
+# and a sanitizer build of the retrieval stack takes minutes instead of a full rebuild; libtorch
+# itself is never instrumented anyway.
+function(ct3_setup_sanitizers spec scope)
+  set(CT3_SANITIZER_COMPILE_FLAGS "" PARENT_SCOPE)
   if(spec STREQUAL "")
     return()
   endif()
@@ -10,9 +17,17 @@ function(ct3_setup_sanitizers spec)
       message(FATAL_ERROR "CT3_SANITIZE: unknown sanitizer '${s}' (expected address, undefined, thread or leak)")
     endif()
   endforeach()
-  set(flags "-fsanitize=${spec} -fno-omit-frame-pointer -fno-sanitize-recover=undefined")
-  set(CMAKE_C_FLAGS "${CMAKE_C_FLAGS} ${flags}" PARENT_SCOPE)
-  set(CMAKE_CXX_FLAGS "${CMAKE_CXX_FLAGS} ${flags}" PARENT_SCOPE)
+  if(NOT scope MATCHES "^(all|retrieval)$")
+    message(FATAL_ERROR "CT3_SANITIZE_SCOPE: expected 'all' or 'retrieval' (got '${scope}')")
+  endif()
+  set(flags -fsanitize=${spec} -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+  if(scope STREQUAL "all")
+    string(REPLACE ";" " " flag_string "${flags}")
+    set(CMAKE_C_FLAGS "${CMAKE_C_FLAGS} ${flag_string}" PARENT_SCOPE)
+    set(CMAKE_CXX_FLAGS "${CMAKE_CXX_FLAGS} ${flag_string}" PARENT_SCOPE)
+  else()
+    set(CT3_SANITIZER_COMPILE_FLAGS "${flags}" PARENT_SCOPE)
+  endif()
   set(CMAKE_EXE_LINKER_FLAGS "${CMAKE_EXE_LINKER_FLAGS} -fsanitize=${spec}" PARENT_SCOPE)
   set(CMAKE_SHARED_LINKER_FLAGS "${CMAKE_SHARED_LINKER_FLAGS} -fsanitize=${spec}" PARENT_SCOPE)
 endfunction()
@@ -22,6 +37,10 @@ function(ct3_target_defaults target)
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wno-unused-parameter)
   if(CT3_WARNINGS_AS_ERRORS)
     target_compile_options(${target} PRIVATE -Werror)
+  endif()
+  # Retrieval-scoped sanitizer builds leave the models folder (library and its programs) alone.
+  if(CT3_SANITIZER_COMPILE_FLAGS AND NOT CMAKE_CURRENT_SOURCE_DIR STREQUAL "${PROJECT_SOURCE_DIR}/models")
+    target_compile_options(${target} PRIVATE ${CT3_SANITIZER_COMPILE_FLAGS})
   endif()
 endfunction()
 

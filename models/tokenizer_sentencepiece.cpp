@@ -26,6 +26,23 @@ namespace fs = std::filesystem;
 
 namespace ct3 {
 
+namespace {
+
+// True when a sanitizer runtime is in the process. Checked at run time as well because the models
+// library may be built without instrumentation and linked into a sanitized program (the
+// retrieval-scoped sanitizer builds of scripts/sanitize.sh).
+bool sanitizer_runtime_present() {
+#ifdef CT3_SP_NO_DEEPBIND
+    return true;
+#else
+    static const bool present = dlsym(RTLD_DEFAULT, "__asan_init") != nullptr ||
+                                dlsym(RTLD_DEFAULT, "__tsan_init") != nullptr;
+    return present;
+#endif
+}
+
+}  // namespace
+
 //
 // shim loading
 //
@@ -84,11 +101,7 @@ bool resolve(void * lib, const char * name, Fn & fn) {
 
 // Loads the first usable candidate; returns an empty string on success, else why each one failed.
 std::string load_shim(ShimApi & api) {
-#ifdef CT3_SP_NO_DEEPBIND
-    const int flags = RTLD_NOW | RTLD_LOCAL;
-#else
-    const int flags = RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND;
-#endif
+    const int flags = sanitizer_runtime_present() ? RTLD_NOW | RTLD_LOCAL : RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND;
     std::string errors;
     for (const std::string & candidate : shim_candidates()) {
         std::error_code ec;
@@ -181,13 +194,7 @@ std::string replace_meta_space(const std::string & piece) {
 
 std::string sentencepiece_shim_path() { return shim().path; }
 
-bool sentencepiece_shim_isolated() {
-#ifdef CT3_SP_NO_DEEPBIND
-    return false;
-#else
-    return true;
-#endif
-}
+bool sentencepiece_shim_isolated() { return !sanitizer_runtime_present(); }
 
 //
 // SentencePieceTokenizer

@@ -20,6 +20,10 @@ if ((${#missing[@]})); then
 fi
 
 build_dir=${CT3_BUILD_DIR:-build}
+# Paths relative to the checkout and PCH-tolerant hashing let ccache share objects between build
+# folders (Release and the sanitizer builds of scripts/sanitize.sh).
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$PWD}
+export CCACHE_SLOPPINESS=${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_file_mtime,include_file_ctime}
 launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release "${launcher[@]}" ${CT3_CMAKE_ARGS:-}

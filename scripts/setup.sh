@@ -7,7 +7,11 @@ cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake ninja-build pkg-config ccache
           libtorch-dev libfaiss-dev libcpp-httplib-dev nlohmann-json3-dev libsentencepiece-dev
-          libcli11-dev libspdlog-dev libgtest-dev libpcre2-dev)
+          libcli11-dev libspdlog-dev libgtest-dev libpcre2-dev
+          libopenblas0-openmp)  # optimised BLAS for FAISS and libtorch, OpenMP-threaded like them
+# Test-only tools come from scripts/test.sh through CT3_EXTRA_PACKAGES.
+read -r -a extra <<< "${CT3_EXTRA_PACKAGES:-}"
+packages+=("${extra[@]}")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

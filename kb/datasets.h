@@ -31,8 +31,11 @@ struct DatasetSpec {
     std::string text_template;    // "template" reader: e.g. "{question} {answer}"
 };
 
-// Known dataset names, in the order `--datasets all` uses (only those present under the data root).
+// Known dataset names that have a file under the data root, in the order `--datasets all` uses
+// (the user-supplied ones, which need NAME=PATH, are not listed).
 std::vector<std::string> known_datasets();
+// known_datasets() whose file exists under `data_root` (what `--datasets all` expands to).
+std::vector<std::string> available_datasets(const std::filesystem::path & data_root);
 // Resolves a --datasets token (see above). Throws ct3::Error naming the token when it is unknown,
 // the file is missing, or the file is a known test split.
 DatasetSpec resolve_dataset(const std::string & token, const std::filesystem::path & data_root,

@@ -37,8 +37,10 @@ struct BuildOptions {
 };
 
 struct BuildProgress {
-    int64_t done = 0;   // texts embedded so far (including resumed shards)
+    int64_t done = 0;     // texts embedded so far (including resumed shards)
     int64_t total = 0;
+    int64_t resumed = 0;  // of `done`, texts taken from a previous partial build
+    double seconds = 0;   // time spent embedding in this run (rate = (done - resumed) / seconds)
 };
 
 struct BuildReport {

@@ -4,12 +4,18 @@
 // manifest:
 //   manifest.json     {"format": "ct3-kb", "format_version": 1, "created", "ct3_version",
 //                      "count", "dim", "metric": "inner_product",
-//                      "index": {"factory", "ntotal", "on_disk"},
-//                      "embedder": <Embedder::identity()> (+ "state_file" for fitted state),
-//                      "datasets": [{"name", "path", "sha256", "rows", "entries", "duplicates"}],
+//                      "index": {"factory", "ntotal", "on_disk", "type", "nlist"/"nprobe" (IVF),
+//                                "ef_search" (HNSW), "train_size" (trained indexes)},
+//                      "embedder": <Embedder::identity()> (+ "state_file" for fitted state, + "path"
+//                                  of the model folder for sentence-transformers; neither is part
+//                                  of the identity),
+//                      "datasets": [{"name", "token", "reader", "path", "sha256", "rows", "entries",
+//                                    "duplicates", "empty", "first_id"}] in id order (the entries of
+//                                    one dataset are the ids first_id .. first_id + entries - 1),
 //                      "duplicates": <texts dropped as exact duplicates, over all datasets>,
+//                      "empty": <empty or whitespace-only texts dropped, over all datasets>,
 //                      "files": {"<name>": {"bytes", "sha256"}},
-//                      "build": {"seconds", "texts_per_second", "args"}}
+//                      "build": {"seconds", "texts_per_second", "resumed_texts", "args"}}
 //   index.faiss       faiss::write_index of an inner-product index (factory string in the manifest);
 //                     with on-disk inverted lists also index.ivfdata (loaded from the same folder).
 //   embeddings.f32    raw little-endian float32, [count, dim] row-major; row i belongs to entry i.
@@ -56,6 +62,9 @@ struct OpenOptions {
     bool verify_checksums = true;   // sha256 of every file against the manifest (refuses mismatches)
     bool load_embedder = true;      // the KB's embedder (needed to embed text queries)
     std::string embedder_device = "cpu";
+    // sentence-transformers KBs: the model folder, when it moved since the build (default: the
+    // manifest's embedder.path). Its identity must still equal the manifest's.
+    std::string embedder_path;
     // Read inverted lists from disk on demand (IVF indexes written with on-disk lists) instead of RAM.
     bool mmap_index = false;
 };

@@ -13,7 +13,7 @@ if [ "${1:-}" = "--download" ]; then
   mkdir -p .deb && cd .deb
   apt-get download nlohmann-json3-dev libcli11-dev libspdlog-dev libspdlog1.10 libfmt-dev libfmt9 \
     libpcre2-dev libpcre2-8-0 libpcre2-16-0 libpcre2-32-0 libpcre2-posix3 libgtest-dev googletest \
-    libfaiss-dev libopenblas0-openmp libgfortran5 libcpp-httplib-dev libcpp-httplib0.11 libbrotli1
+    libfaiss-dev libopenblas0-openmp libgfortran5 libcpp-httplib-dev libcpp-httplib0.11 libbrotli1 libbrotli-dev libssl-dev zlib1g-dev
   exit 0
 fi
 build_dir=${1:-build-gpu}

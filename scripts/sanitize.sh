@@ -24,7 +24,7 @@ targets=()
 for src in tests/kb_*_test.cpp tests/server_*_test.cpp; do
   [ -e "$src" ] && targets+=("$(basename "$src" .cpp)")
 done
-for extra in ct3-build-kb ct3-server fuzz_search_request_replay; do
+for extra in ct3-build-kb ct3-server fuzz_server_api_replay; do
   ninja -C "$build_dir" -t targets all 2>/dev/null | grep -q "^$extra:" && targets+=("$extra")
 done
 echo "sanitize[$mode]: building ${targets[*]}" >&2

@@ -12,6 +12,7 @@
 #include "kb/retriever.h"
 #include "kb/sift.h"
 #include "models/error.h"
+#include "tests/memory_kb.h"
 
 namespace {
 
@@ -133,31 +134,7 @@ TEST(Sift, RejectsBadArguments) {
     EXPECT_TRUE(ct3::kb::sift_select(x.data(), 0, q.data(), 8, 0, 0.01).empty());
 }
 
-// A KB held in memory over a real FAISS flat index, to test the retriever alone.
-class MemoryKb : public ct3::kb::KnowledgeBase {
-public:
-    MemoryKb(std::vector<float> x, int64_t d) : x_(std::move(x)), d_(d), index_(d) {
-        index_.add(int64_t(x_.size()) / d, x_.data());
-    }
-    const std::filesystem::path & dir() const override { return dir_; }
-    const nlohmann::json & manifest() const override { return manifest_; }
-    int64_t size() const override { return index_.ntotal; }
-    int64_t dim() const override { return d_; }
-    const faiss::Index & index() const override { return index_; }
-    const float * embedding(int64_t id) const override { return &x_[size_t(id * d_)]; }
-    ct3::kb::Entry entry(int64_t id) const override { return {id, "mem", id, text(id)}; }
-    std::string text(int64_t id) const override { return "text " + std::to_string(id); }
-    std::string dataset(int64_t) const override { return "mem"; }
-    ct3::Embedder & embedder() override { throw ct3::Error(ct3::ErrorKind::unavailable, "no embedder"); }
-    const nlohmann::json & embedder_identity() const override { return manifest_; }
-
-private:
-    std::vector<float> x_;
-    int64_t d_;
-    faiss::IndexFlatIP index_;
-    std::filesystem::path dir_;
-    nlohmann::json manifest_ = nlohmann::json::object();
-};
+using ct3::test::MemoryKb;  // a KB held in memory over a real FAISS flat index
 
 // Reference pre-selection: all points by decreasing |⟨x,q⟩|, first K.
 std::vector<int64_t> reference_preselect(const std::vector<float> & x, int64_t d, const std::vector<float> & q,

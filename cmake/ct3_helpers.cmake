@@ -62,6 +62,10 @@ function(ct3_add_folder_programs lib)
     string(REGEX REPLACE "_main$" "" prog ${stem})
     string(REPLACE "_" "-" prog ${prog})
     ct3_add_program(ct3-${prog} SOURCES ${src} LIBS ${lib})
+    if(lib STREQUAL "ct3_models")
+      # Same flags as the library: its precompiled torch header saves minutes per program.
+      target_precompile_headers(ct3-${prog} REUSE_FROM ct3_models)
+    endif()
   endforeach()
 endfunction()
 

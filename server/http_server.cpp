@@ -60,8 +60,7 @@ struct HttpServer::Impl {
                   options.max_body_bytes);
         CT3_CHECK(options.threads >= 0, ErrorKind::invalid_argument, "--threads must be >= 0 (got {})",
                   options.threads);
-        const size_t threads = options.threads > 0 ? size_t(options.threads)
-                                                   : std::max<size_t>(1, std::thread::hardware_concurrency());
+        const size_t threads = options.threads > 0 ? size_t(options.threads) : default_http_threads();
         server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
         server.set_payload_max_length(size_t(options.max_body_bytes));
         server.set_read_timeout(options.read_timeout_s, 0);
@@ -70,6 +69,9 @@ struct HttpServer::Impl {
         // httplib writes headers and body separately; with Nagle on, the body waits for the client's
         // delayed ACK (~40 ms per request on a keep-alive connection).
         server.set_tcp_nodelay(true);
+        // httplib closes a keep-alive connection after 5 requests by default; reconnecting costs a
+        // worker hand-off and a TCP handshake per 5 searches. nginx's upstream default is 1000.
+        server.set_keep_alive_max_count(1000);
 
         const httplib::Server::Handler handler = [this](const httplib::Request & req, httplib::Response & res) {
             serve(req, res);
@@ -171,5 +173,9 @@ void HttpServer::stop() {
 int64_t HttpServer::in_flight() const { return impl_->in_flight.load(); }
 
 int64_t HttpServer::drained() const { return std::max<int64_t>(0, impl_->drained.load()); }
+
+int default_http_threads() {
+    return int(std::max<unsigned>(16, 4 * std::max(1u, std::thread::hardware_concurrency())));
+}
 
 }  // namespace ct3::server

@@ -24,7 +24,7 @@ namespace ct3::server {
 struct HttpOptions {
     std::string host = "127.0.0.1";
     int port = 8000;                  // 0: any free port (bind() returns it)
-    int threads = 0;                  // worker threads; 0: hardware concurrency
+    int threads = 0;                  // worker threads; 0: default_http_threads()
     int64_t max_body_bytes = 8 << 20; // 413 above this
     int read_timeout_s = 30;
     int write_timeout_s = 30;
@@ -56,5 +56,10 @@ private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };
+
+// Default worker count: 4 per core, at least 16. A cpp-httplib worker holds its connection for
+// the connection's life, so workers bound concurrent clients, not CPU use: searches beyond the
+// cores wait in the Retriever's batch queue (and share FAISS calls) instead of in the accept queue.
+int default_http_threads();
 
 }  // namespace ct3::server

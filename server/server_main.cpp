@@ -69,7 +69,7 @@ int run(Options & o) {
     std::printf("%s\n", nlohmann::json{{"event", "listening"}, {"host", o.http.host}, {"port", port}}.dump().c_str());
     std::fflush(stdout);
     log->info("listening on http://{}:{} ({} worker threads); loading {}", o.http.host, port,
-              o.http.threads > 0 ? o.http.threads : int(std::thread::hardware_concurrency()), o.kb_path);
+              o.http.threads > 0 ? o.http.threads : ct3::server::default_http_threads(), o.kb_path);
 
     std::thread signal_thread([&] {
         int sig = 0;
@@ -126,7 +126,7 @@ int main(int argc, char ** argv) {
                  "Default mode faiss (top-k by |cos|) instead of sift for /search/ and /v1/search");
     app.add_option("--host", o.http.host, "Address to listen on")->capture_default_str();
     app.add_option("--port", o.http.port, "Port; 0 = any free port")->capture_default_str()->check(CLI::Range(0, 65535));
-    app.add_option("-t,--threads", o.http.threads, "HTTP worker threads (0 = hardware concurrency)")
+    app.add_option("-t,--threads", o.http.threads, "HTTP worker threads, one per open connection (0 = 4 per core, at least 16)")
         ->capture_default_str()->check(CLI::Range(0, 4096));
     app.add_option("--api-key-file,--api_key_file", o.api_key_file,
                    "File holding the API key clients must send (Authorization: Bearer KEY or X-API-Key)");

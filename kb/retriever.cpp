@@ -193,11 +193,23 @@ struct Retriever::Impl {
                 batch[b]->result.set_value(merge(distances.data() + int64_t(b) * per_query * k,
                                                  labels.data() + int64_t(b) * per_query * k, k, per_query));
         } catch (const faiss::FaissException & e) {
-            const Error error(ErrorKind::internal, fmt::format("FAISS search failed: {}", e.msg));
-            for (auto * p : batch) p->result.set_exception(std::make_exception_ptr(error));
+            fail_batch(batch, ErrorKind::internal, fmt::format("FAISS search failed: {}", e.msg));
+        } catch (const Error & e) {
+            fail_batch(batch, e.kind(), e.message(), e.hint());
+        } catch (const std::exception & e) {
+            fail_batch(batch, ErrorKind::internal, e.what());
         } catch (...) {
-            for (auto * p : batch) p->result.set_exception(std::current_exception());
+            fail_batch(batch, ErrorKind::internal, "unknown exception in the retriever's search");
         }
+    }
+
+    // Every waiter gets an exception object of its own, built here before the hand-off: the
+    // message inside std::runtime_error is a reference-counted string, so one object (or copies
+    // of one) shared between threads is freed by whichever thread lets go last, racing another
+    // thread's what() as far as ThreadSanitizer can tell (libstdc++'s counters are invisible to it).
+    static void fail_batch(const std::vector<Pending *> & batch, ErrorKind kind, const std::string & message,
+                           const std::string & hint = {}) {
+        for (auto * p : batch) p->result.set_exception(std::make_exception_ptr(Error(kind, message, hint)));
     }
 
     // Merges the q and −q result lists (each sorted by score) into the top k by |⟨x,q⟩|.

@@ -36,11 +36,13 @@ done
 # 3. The prompt's neighbours (SIFT: informative and non-redundant), as the TTT client will fetch them.
 $py -c 'import json,sys; print(json.dumps({"query": sys.argv[1], "k": 4}))' "$prompt" |
   curl -sf -H 'Content-Type: application/json' --data-binary @- "http://127.0.0.1:$port/v1/search" |
-  $py -c '
+  $py -c "$(cat <<'PY'
 import json, sys
 for r in json.load(sys.stdin)["results"]:
-    text = " ".join(r["text"].split())
-    print(f"[{r[\"dataset\"]} #{r[\"row\"]}] cos {r[\"similarity\"]:+.3f}  {text[:110]}", file=sys.stderr)'
+    text = " ".join(r["text"].split())[:110]
+    print(f"[{r['dataset']} #{r['row']}] cos {r['similarity']:+.3f}  {text}", file=sys.stderr)
+PY
+)"
 
 # 4. The answer.
 model=$shared/models/stories260K

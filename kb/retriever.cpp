@@ -61,10 +61,21 @@ struct BatchKey {
     }
 };
 
+// What the batching worker hands back: hits, or the error as plain data. No exception object
+// crosses threads: std::exception_ptr and std::runtime_error's message are reference-counted
+// inside libstdc++, whose counters ThreadSanitizer cannot see, so whichever thread let go last
+// would appear to race the other's what(). The waiter throws a fresh ct3::Error itself.
+struct Outcome {
+    std::vector<Hit> hits;
+    bool failed = false;
+    ErrorKind kind = ErrorKind::internal;
+    std::string message, hint;
+};
+
 struct Pending {
     BatchKey key;
     const float * query;  // unit query, dim floats, owned by the waiting caller
-    std::promise<std::vector<Hit>> result;
+    std::promise<Outcome> result;
 };
 
 // Index-specific search parameters (nprobe for IVF, efSearch for HNSW), possibly behind a
@@ -196,8 +207,8 @@ struct Retriever::Impl {
                 index.search(nq, queries.data(), k, distances.data(), labels.data(), params.params);
             }
             for (size_t b = 0; b < batch.size(); ++b)
-                batch[b]->result.set_value(merge(distances.data() + int64_t(b) * per_query * k,
-                                                 labels.data() + int64_t(b) * per_query * k, k, per_query));
+                batch[b]->result.set_value(Outcome{merge(distances.data() + int64_t(b) * per_query * k,
+                                                         labels.data() + int64_t(b) * per_query * k, k, per_query)});
         } catch (const faiss::FaissException & e) {
             fail_batch(batch, ErrorKind::internal, fmt::format("FAISS search failed: {}", e.msg));
         } catch (const Error & e) {
@@ -209,13 +220,9 @@ struct Retriever::Impl {
         }
     }
 
-    // Every waiter gets an exception object of its own, built here before the hand-off: the
-    // message inside std::runtime_error is a reference-counted string, so one object (or copies
-    // of one) shared between threads is freed by whichever thread lets go last, racing another
-    // thread's what() as far as ThreadSanitizer can tell (libstdc++'s counters are invisible to it).
     static void fail_batch(const std::vector<Pending *> & batch, ErrorKind kind, const std::string & message,
                            const std::string & hint = {}) {
-        for (auto * p : batch) p->result.set_exception(std::make_exception_ptr(Error(kind, message, hint)));
+        for (auto * p : batch) p->result.set_value(Outcome{{}, true, kind, message, hint});
     }
 
     // Merges the q and −q result lists (each sorted by score) into the top k by |⟨x,q⟩|.
@@ -252,7 +259,9 @@ struct Retriever::Impl {
             queue.push_back(&pending);
         }
         wake.notify_one();
-        return future.get();
+        Outcome outcome = future.get();
+        if (outcome.failed) throw Error(outcome.kind, std::move(outcome.message), std::move(outcome.hint));
+        return std::move(outcome.hits);
     }
 };
 

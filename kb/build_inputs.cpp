@@ -65,7 +65,7 @@ BuildInputs read_build_inputs(const std::vector<std::string> & tokens, const fs:
             CT3_CHECK(other.spec.name != source.spec.name, ErrorKind::invalid_argument,
                       "--datasets: dataset '{}' is given twice (tokens '{}' and '{}')", source.spec.name, other.token,
                       token);
-        source.sha256 = sha256_file(source.spec.path);
+        source.sha256 = source.spec.sha256.empty() ? sha256_file(source.spec.path) : source.spec.sha256;
         in.sources.push_back(std::move(source));
     }
 

@@ -21,6 +21,7 @@
 #include "kb/builder.h"
 #include "models/error.h"
 #include "models/log.h"
+#include "models/program.h"
 
 namespace {
 
@@ -123,7 +124,7 @@ int main(int argc, char ** argv) {
     ct3::add_log_flags(app, log_level);
     CLI11_PARSE(app, argc, argv);
 
-    try {
+    return ct3::run_program("ct3-build-kb", [&] {
         ct3::log_init(log_level);
         if (debug) o.limit_per_dataset = 100;
         o.data_root = data_root;
@@ -139,13 +140,5 @@ int main(int argc, char ** argv) {
                                 m["build"]["texts_per_second"].get<double>());
         std::cout << summary(o, report).dump(2) << std::endl;
         return 0;
-    } catch (const ct3::Error & e) {
-        std::fflush(stdout);
-        std::fprintf(stderr, "ct3-build-kb: error: %s\n", e.what());
-        return 1;
-    } catch (const std::exception & e) {
-        std::fflush(stdout);
-        std::fprintf(stderr, "ct3-build-kb: unexpected error: %s\n", e.what());
-        return 1;
-    }
+    });
 }

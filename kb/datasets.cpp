@@ -125,7 +125,7 @@ DatasetSpec resolve_dataset(const std::string & token, const fs::path & data_roo
     }
 
     // An evaluation file is refused before anything else is said about it.
-    refuse_test_split(spec.path);
+    spec.sha256 = refuse_test_split(spec.path);
     check_json_file(token, spec.path);
     if (spec.reader == "template") {
         if (user_template.empty()) {

@@ -29,6 +29,7 @@ struct DatasetSpec {
     std::string reader;           // reader id ("gsm8k", "coqa", ..., "template")
     std::filesystem::path path;   // source file
     std::string text_template;    // "template" reader: e.g. "{question} {answer}"
+    std::string sha256;           // of `path`, when resolve_dataset hashed it (files < 64 MiB), else ""
 };
 
 // Known dataset names that have a file under the data root, in the order `--datasets all` uses
@@ -41,7 +42,8 @@ std::vector<std::string> available_datasets(const std::filesystem::path & data_r
 DatasetSpec resolve_dataset(const std::string & token, const std::filesystem::path & data_root,
                             const std::string & user_template = {});
 // Throws ct3::Error (invalid_argument) when `path` is a known evaluation file (by name or hash).
-void refuse_test_split(const std::filesystem::path & path);
+// Returns the sha256 it computed (files under 64 MiB; "" otherwise) so callers need not hash again.
+std::string refuse_test_split(const std::filesystem::path & path);
 
 // Streams the records of a dataset in source order. `limit` > 0 stops after that many records.
 // Throws ct3::Error naming file, line/record and field on malformed input.

@@ -70,7 +70,7 @@ bool is_test_name(std::string name) {
 
 }  // namespace
 
-void refuse_test_split(const std::filesystem::path & path) {
+std::string refuse_test_split(const std::filesystem::path & path) {
     const std::string name = path.filename().string();
     if (is_test_name(name)) {
         fail_hint(ErrorKind::invalid_argument,
@@ -79,9 +79,9 @@ void refuse_test_split(const std::filesystem::path & path) {
                   "'{}' is an evaluation split (by its file name) and must never enter a KB", path.string());
     }
     std::error_code ec;
-    if (!std::filesystem::is_regular_file(path, ec)) return;
+    if (!std::filesystem::is_regular_file(path, ec)) return {};
     const uintmax_t size = std::filesystem::file_size(path, ec);
-    if (ec || size >= kMaxHashedBytes) return;
+    if (ec || size >= kMaxHashedBytes) return {};
     const std::string digest = sha256_file(path);
     for (const auto & eval : kEvalFiles) {
         if (digest != eval.sha256) continue;
@@ -91,6 +91,7 @@ void refuse_test_split(const std::filesystem::path & path) {
                   "'{}' is an evaluation split (its sha256 matches ../shared/data/{}) and must never enter a KB",
                   path.string(), eval.path);
     }
+    return digest;
 }
 
 }  // namespace ct3::kb

@@ -17,6 +17,7 @@
 #include "models/error.h"
 #include "models/generate.h"
 #include "models/log.h"
+#include "models/program.h"
 #include "models/model_loader.h"
 #include "models/tokenizer.h"
 
@@ -184,16 +185,8 @@ int main(int argc, char ** argv) {
     ct3::add_log_flags(app, o.log_level);
     CLI11_PARSE(app, argc, argv);
 
-    try {
+    return ct3::run_program("ct3-generate", [&] {
         ct3::log_init(o.log_level);
         return run(o);
-    } catch (const ct3::Error & e) {
-        std::fflush(stdout);
-        std::fprintf(stderr, "ct3-generate: error: %s\n", e.what());
-        return 1;
-    } catch (const std::exception & e) {
-        std::fflush(stdout);
-        std::fprintf(stderr, "ct3-generate: unexpected error: %s\n", e.what());
-        return 1;
-    }
+    });
 }

@@ -22,6 +22,7 @@
 #include "kb/retriever.h"
 #include "models/error.h"
 #include "models/log.h"
+#include "models/program.h"
 #include "server/api.h"
 #include "server/auth.h"
 #include "server/http_server.h"
@@ -149,16 +150,8 @@ int main(int argc, char ** argv) {
     ct3::add_log_flags(app, o.log_level);
     CLI11_PARSE(app, argc, argv);
 
-    try {
+    return ct3::run_program("ct3-server", [&] {
         ct3::log_init(o.log_level);
         return run(o);
-    } catch (const ct3::Error & e) {
-        std::fflush(stdout);
-        std::fprintf(stderr, "ct3-server: error: %s\n", e.what());
-        return 1;
-    } catch (const std::exception & e) {
-        std::fflush(stdout);
-        std::fprintf(stderr, "ct3-server: unexpected error: %s\n", e.what());
-        return 1;
-    }
+    });
 }

@@ -19,47 +19,13 @@
 #include "models/llama_loader.h"
 #include "models/log.h"
 #include "models/model_loader.h"
+#include "models/model_shapes.h"
 
 namespace {
 
-struct Shape {
-    const char * name;
-    int64_t vocab, hidden, intermediate, layers, heads, kv_heads;
-    bool tied;
-};
-
-// The shapes of the public checkpoints' config.json files.
-const Shape kShapes[] = {
-    {"llama3-8b", 128256, 4096, 14336, 32, 32, 8, false},
-    {"llama3.2-1b", 128256, 2048, 8192, 16, 32, 8, true},
-    {"stories260k", 512, 64, 172, 5, 8, 4, true},
-};
-
 std::shared_ptr<ct3::CausalLM> random_model(const std::string & shape_name, const c10::Device & device,
                                             c10::ScalarType dtype) {
-    for (const Shape & s : kShapes) {
-        if (shape_name != s.name) continue;
-        ct3::LlamaConfig config;
-        config.vocab_size = s.vocab;
-        config.hidden_size = s.hidden;
-        config.intermediate_size = s.intermediate;
-        config.num_hidden_layers = s.layers;
-        config.num_attention_heads = s.heads;
-        config.num_key_value_heads = s.kv_heads;
-        config.head_dim = s.hidden / s.heads;
-        config.max_position_embeddings = 8192;
-        config.rope.theta = 500000.0;
-        config.tie_word_embeddings = s.tied;
-        config.eos_token_ids = {2};
-        // Weights keep their default (Kaiming) fill: values don't matter for speed, only shapes do.
-        ct3::LlamaForCausalLM model(config, /*init_weights=*/false);
-        model->to(device, dtype);
-        model->eval();
-        return model.ptr();
-    }
-    std::string names;
-    for (const Shape & s : kShapes) names += std::string(names.empty() ? "" : ", ") + s.name;
-    ct3::fail(ct3::ErrorKind::invalid_argument, "--shape '{}' is unknown (expected one of: {})", shape_name, names);
+    return ct3::random_llama(shape_name, device, dtype).ptr();
 }
 
 void sync(const c10::Device & device) {

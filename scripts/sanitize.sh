@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the retrieval stack (kb/, server/ and their tests) with sanitizers and runs its tests.
+# Builds the retrieval/TTT stack (kb/, server/, client/ and their tests) with sanitizers and runs its tests.
 #   scripts/sanitize.sh asan     AddressSanitizer + UndefinedBehaviorSanitizer, into build-asan/
 #   scripts/sanitize.sh tsan     ThreadSanitizer, into build-tsan/ (the multi-threaded tests)
 # The models library is left uninstrumented (CT3_SANITIZE_SCOPE=retrieval) so its objects come from
@@ -23,15 +23,16 @@ cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release "${launcher[@]}" 
 targets=()
 if [ "$mode" = asan ]; then
   # Everything of the retrieval stack, and the real programs for the end-to-end program tests.
-  for src in tests/kb_*_test.cpp tests/server_*_test.cpp; do
+  for src in tests/kb_*_test.cpp tests/server_*_test.cpp tests/client_*_test.cpp; do
     [ -e "$src" ] && targets+=("$(basename "$src" .cpp)")
   done
-  extras=(ct3-build-kb ct3-server fuzz_server_api_replay)
+  extras=(ct3-build-kb ct3-server ct3-client fuzz_server_api_replay)
 else
-  # TSan: the tests that run threads (Retriever batching, HTTP workers, graceful drain). The
+  # TSan: the tests that run threads (Retriever batching, HTTP workers, graceful drain, the adapter
+  # cache and the retrieval client shared between threads). The
   # single-threaded readers/builder tests gain nothing from it and each instrumented test costs
   # minutes of compile time in CI.
-  targets=(kb_sift_test server_api_test server_http_test)
+  targets=(kb_sift_test server_api_test server_http_test client_adapter_cache_test client_retrieval_test)
   extras=(fuzz_server_api_replay)
 fi
 for extra in "${extras[@]}"; do

@@ -1,0 +1,347 @@
+// ct3-client: answers questions with a local causal LM that first trains a LoRA adapter on the
+// question's neighbours from a ct3-server (test-time training, CT3).
+//
+//   ct3-client --ttt -p "Natalia sold clips to 48 of her friends in April..."      (project defaults)
+//   ct3-client --model_path DIR --server http://127.0.0.1:8000 --ttt -p "question" --json
+//   ct3-client --ttt --interactive                     one question per line
+//   ct3-client --ttt --batch < questions.jsonl         {"id": ..., "prompt": ...} per line -> JSONL
+//
+// Answers go to stdout (streamed, or JSON with --json / --batch); logs and progress go to stderr.
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <sstream>
+
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "client/peft_adapter.h"
+#include "client/ttt_engine.h"
+#include "models/error.h"
+#include "models/log.h"
+#include "models/model_loader.h"
+#include "models/program.h"
+#include "models/tokenizer.h"
+
+namespace fs = std::filesystem;
+using namespace ct3::client;
+
+namespace {
+
+struct Options {
+    std::string model_path;
+    std::string tokenizer;
+    std::string device = "cpu";
+    std::string dtype = "auto";
+    std::string prompt;
+    std::string prompt_file;
+    bool interactive = false;
+    bool batch = false;
+    bool json = false;
+    bool echo = false;
+    bool ignore_eos = false;
+    std::string adapter;       // --adapter: a PEFT adapter to answer with (no TTT)
+    std::string save_adapter;  // --save_adapter: the adapter of the last query
+    std::string api_key_file;
+    std::string target_modules;
+    std::string cache_strategy = "lfu";
+    std::string log_level;
+    RetrievalClientOptions server;
+    EngineOptions engine;
+    ct3::GenerateParams generate;
+};
+
+// The project's default model: the shared folder's stories260K (CT3_SHARED_DIR, ../shared, or the
+// source tree's ../shared), so the quickstart needs no flags beyond the question.
+fs::path default_model_path() {
+    const fs::path rel = "models/stories260K/stories260K.bin";
+    if (const char * env = std::getenv("CT3_SHARED_DIR"); env != nullptr && *env != '\0') return fs::path(env) / rel;
+    std::error_code ec;
+    const fs::path local = fs::absolute("../shared", ec) / rel;
+    if (!ec && fs::exists(local, ec)) return local.lexically_normal();
+#ifdef CT3_CLIENT_SOURCE_SHARED
+    if (fs::exists(fs::path(CT3_CLIENT_SOURCE_SHARED) / rel, ec)) return (fs::path(CT3_CLIENT_SOURCE_SHARED) / rel).lexically_normal();
+#endif
+    return local;
+}
+
+std::string read_text(const std::string & path, const char * flag) {
+    std::ifstream in(path, std::ios::binary);
+    CT3_CHECK(in, ct3::ErrorKind::not_found, "cannot open '{}' ({})", path, flag);
+    std::stringstream buffer;
+    buffer << in.rdbuf();
+    return buffer.str();
+}
+
+std::vector<std::string> split_words(const std::string & s) {
+    std::vector<std::string> out;
+    std::string word;
+    for (char c : s + " ") {
+        if (c == ' ' || c == ',') {
+            if (!word.empty()) out.push_back(word);
+            word.clear();
+        } else {
+            word += c;
+        }
+    }
+    return out;
+}
+
+nlohmann::json to_json(const QueryResult & r, bool with_texts) {
+    nlohmann::json neighbours = nlohmann::json::array();
+    for (const Neighbour & n : r.neighbours) {
+        nlohmann::json j = {{"rank", n.rank},         {"id", n.id},       {"dataset", n.dataset},
+                            {"row", n.row},           {"score", n.score}, {"similarity", n.similarity}};
+        if (with_texts) j["text"] = n.text;
+        neighbours.push_back(j);
+    }
+    const auto & t = r.timings;
+    return {
+        {"answer", r.generation.text},
+        {"finish_reason", r.generation.finish_reason},
+        {"ttt", r.ttt_applied},
+        {"fallback", r.fallback.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.fallback)},
+        {"cache", {{"status", r.cache}, {"score", r.cache_score}, {"query", r.cache_query}}},
+        {"neighbours", neighbours},
+        {"trained_on", r.trained_on},
+        {"losses", r.losses},
+        {"train_tokens", r.train_tokens},
+        {"n_prompt_tokens", r.generation.n_prompt_tokens},
+        {"n_generated_tokens", r.generation.ids.size()},
+        {"timings_ms",
+         {{"embed", t.embed_ms}, {"cache", t.cache_ms}, {"retrieve", t.retrieve_ms}, {"train", t.train_ms},
+          {"generate", t.generate_ms}, {"total", t.total_ms}}},
+    };
+}
+
+void print_json(const nlohmann::json & j) {
+    std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n" << std::flush;
+}
+
+class Session {
+public:
+    explicit Session(Options & o) : o_(o) {}
+
+    void load() {
+        auto log = ct3::logger("client");
+        if (o_.model_path.empty()) o_.model_path = default_model_path().string();
+        CT3_CHECK(fs::exists(o_.model_path), ct3::ErrorKind::not_found,
+                  "model '{}' does not exist (--model_path: a Hugging Face model folder or a llama2.c .bin file)",
+                  o_.model_path);
+        const fs::path model(o_.model_path);
+        tokenizer_ = ct3::load_tokenizer(o_.tokenizer.empty() ? (fs::is_directory(model) ? model : model.parent_path())
+                                                              : fs::path(o_.tokenizer));
+        ct3::LoadOptions load;
+        load.device = o_.device;
+        load.dtype = o_.dtype;
+        model_ = ct3::load_causal_lm(model, load);
+
+        if (!o_.api_key_file.empty()) {
+            std::string key = read_text(o_.api_key_file, "--api_key_file");
+            while (!key.empty() && (key.back() == '\n' || key.back() == '\r' || key.back() == ' ')) key.pop_back();
+            o_.server.api_key = key;
+        }
+        std::shared_ptr<RetrievalClient> retrieval;
+        if (o_.engine.ttt) retrieval = std::make_shared<RetrievalClient>(o_.server);
+        if (!o_.adapter.empty()) {
+            CT3_CHECK(!o_.engine.ttt, ct3::ErrorKind::invalid_argument,
+                      "--adapter answers with a saved adapter; it cannot be combined with --ttt");
+            o_.engine.lora = read_peft_adapter_config(o_.adapter);
+        }
+        engine_ = std::make_unique<TTTEngine>(model_, tokenizer_, retrieval, o_.engine);
+        if (!o_.adapter.empty()) {
+            engine_->adapter().load(read_peft_tensors(o_.adapter), o_.adapter);
+            engine_->adapter().set_enabled(true);
+            log->info("answering with adapter {}", o_.adapter);
+        }
+    }
+
+    QueryResult ask(const std::string & question, bool stream) {
+        ct3::EncodeOptions encode;
+        encode.add_special_tokens = true;  // raw prompt + BOS, as the original client (no chat template)
+        const std::vector<int32_t> ids = tokenizer_->encode(question, encode);
+        ct3::TokenCallback on_token;
+        if (stream) {
+            if (o_.echo) std::cout << question << std::flush;
+            on_token = [](const std::string & piece, int32_t) {
+                std::fwrite(piece.data(), 1, piece.size(), stdout);
+                std::fflush(stdout);
+                return true;
+            };
+        }
+        StepCallback on_step;
+        if (ct3::stderr_is_tty()) {
+            on_step = [](int step, int total, double loss) {
+                std::fprintf(stderr, "\rTTT step %d/%d  loss %.4f%s", step + 1, total, loss, step + 1 == total ? "\n" : "");
+                return true;
+            };
+        }
+        QueryResult r = engine_->answer(question, ids, o_.generate, on_token, on_step);
+        if (stream) std::cout << "\n" << std::flush;
+        const auto & t = r.timings;
+        ct3::logger("client")->info(
+            "{}{}: embed {:.0f} ms, retrieve {:.0f} ms, train {:.0f} ms ({} steps), generate {:.0f} ms ({} tokens), "
+            "total {:.0f} ms",
+            r.ttt_applied ? "TTT" : "no TTT", r.cache == "off" ? "" : " (cache " + r.cache + ")", t.embed_ms,
+            t.retrieve_ms, t.train_ms, r.losses.size(), t.generate_ms, r.generation.ids.size(), t.total_ms);
+        if (!o_.save_adapter.empty() && (r.ttt_applied || !o_.adapter.empty())) {
+            save_peft_adapter(o_.save_adapter, engine_->adapter(), o_.model_path);
+        }
+        return r;
+    }
+
+    int run() {
+        if (o_.batch) return run_batch();
+        if (o_.interactive) {
+            std::string line;
+            while (true) {
+                if (isatty(STDIN_FILENO)) std::fprintf(stderr, "> ");
+                if (!std::getline(std::cin, line)) break;
+                if (line.empty()) continue;
+                QueryResult r = ask(line, !o_.json);
+                if (o_.json) print_json(to_json(r, true));
+            }
+            return 0;
+        }
+        const std::string question = o_.prompt_file.empty() ? o_.prompt : read_text(o_.prompt_file, "--prompt-file");
+        QueryResult r = ask(question, !o_.json);
+        if (o_.json) print_json(to_json(r, true));
+        return 0;
+    }
+
+private:
+    // One JSON object per input line: {"prompt": "...", "id": any} (or a bare JSON string). A bad line
+    // gets an {"id", "error"} line and the batch goes on; the exit status is 1 if any line failed.
+    int run_batch() {
+        std::string line;
+        int line_no = 0, failed = 0;
+        while (std::getline(std::cin, line)) {
+            ++line_no;
+            if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+            nlohmann::json id = line_no;
+            try {
+                nlohmann::json in = nlohmann::json::parse(line);
+                std::string prompt;
+                if (in.is_string()) {
+                    prompt = in.get<std::string>();
+                } else {
+                    CT3_CHECK(in.is_object() && in.contains("prompt") && in["prompt"].is_string(),
+                              ct3::ErrorKind::invalid_argument,
+                              "stdin line {}: expected {{\"prompt\": \"...\"}} or a JSON string", line_no);
+                    if (in.contains("id")) id = in["id"];
+                    prompt = in["prompt"].get<std::string>();
+                }
+                nlohmann::json out = to_json(ask(prompt, false), false);
+                out["id"] = id;
+                print_json(out);
+            } catch (const std::exception & e) {
+                ++failed;
+                ct3::logger("client")->error("stdin line {}: {}", line_no, e.what());
+                print_json({{"id", id}, {"error", e.what()}});
+            }
+        }
+        return failed == 0 ? 0 : 1;
+    }
+
+    Options & o_;
+    std::shared_ptr<ct3::Tokenizer> tokenizer_;
+    std::shared_ptr<ct3::CausalLM> model_;
+    std::unique_ptr<TTTEngine> engine_;
+};
+
+int run(Options & o) {
+    ct3::SamplingParams & sampling = o.generate.sampling;
+    sampling.validate();
+    if (sampling.seed == -1) {
+        std::random_device device;
+        sampling.seed = static_cast<int64_t>(((static_cast<uint64_t>(device()) << 32) ^ device()) >> 1);
+    }
+    o.generate.stop_at_eos = !o.ignore_eos;
+    if (!o.target_modules.empty()) o.engine.lora.target_modules = split_words(o.target_modules);
+    o.engine.cache_options.strategy = parse_cache_strategy(o.cache_strategy);
+    if (!o.engine.cache_options.persist_dir.empty()) o.engine.cache = true;
+    const bool have_prompt = !o.prompt.empty() || !o.prompt_file.empty();
+    if (!have_prompt && !o.interactive && !o.batch) {
+        CT3_CHECK(!isatty(STDIN_FILENO), ct3::ErrorKind::invalid_argument,
+                  "no question: pass -p \"...\", --prompt-file FILE, --interactive, or JSONL on stdin (--batch)");
+        o.batch = true;
+    }
+    o.engine.validate();  // before the (slow) model load
+    Session session(o);
+    session.load();
+    return session.run();
+}
+
+}  // namespace
+
+int main(int argc, char ** argv) {
+    Options o;
+    EngineOptions & e = o.engine;
+    ct3::SamplingParams & s = o.generate.sampling;
+    s.temperature = 0;  // greedy, as the original client
+    CLI::App app{"ct3-client: answer a question with test-time training on its neighbours from a ct3-server"};
+    app.add_option("-m,--model_path", o.model_path, "Hugging Face model folder or llama2.c .bin (default: the shared stories260K)");
+    app.add_option("--tokenizer", o.tokenizer, "Tokenizer file or folder (default: beside the model)");
+    app.add_option("--server", o.server.server_url, "ct3-server URL")->capture_default_str();
+    app.add_option("--api_key_file", o.api_key_file, "File holding the server's API key");
+    app.add_option("--server_timeout", o.server.read_timeout_s, "Seconds to wait for a server reply")->capture_default_str();
+    app.add_option("--server_retries", o.server.max_attempts, "Attempts per server request (transport errors, 429, 5xx)")
+        ->capture_default_str();
+    app.add_flag("--ttt", e.ttt, "Train a LoRA adapter on the question's neighbours before answering");
+    app.add_flag("--ttt_fallback", e.ttt_fallback, "If the server fails, answer without TTT (and say so) instead of failing");
+    app.add_option("-p,--prompt", o.prompt, "The question");
+    app.add_option("-f,--prompt-file", o.prompt_file, "Read the question from this file")->excludes("--prompt");
+    app.add_flag("-i,--interactive", o.interactive, "Answer one question per stdin line");
+    app.add_flag("--batch", o.batch, "Read JSONL {\"id\", \"prompt\"} from stdin, write one JSON answer per line");
+    app.add_flag("--json", o.json, "Print answer, neighbours, losses, timings and cache status as JSON");
+    app.add_flag("--echo", o.echo, "Print the question before the streamed answer");
+    app.add_option("--num_ttt_samples", e.num_ttt_samples, "Neighbours to train on")->capture_default_str();
+    app.add_option("--retrieval", e.retrieval, "sift | faiss")->capture_default_str();
+    app.add_option("--candidates", e.candidates, "SIFT candidate pool (server default 1000)");
+    app.add_option("--sift_lambda", e.lambda, "SIFT regularisation (server default 0.01)");
+    app.add_flag("--data_reduction", e.data_reduction, "Train only on neighbours scoring above min(mean, median)");
+    app.add_flag("--weighted_sample_training", e.train.weighted, "Weight each sample's loss by its score share x n");
+    app.add_flag("--shuffle_ttt_samples", e.train.shuffle, "Shuffle the samples each epoch (seeded by --ttt_seed)");
+    app.add_option("--ttt_seed", e.train.seed, "Seed of shuffling and dropout")->capture_default_str();
+    app.add_option("--num_epochs", e.train.num_epochs, "Epochs over the neighbours")->capture_default_str();
+    app.add_option("--learning_rate", e.train.learning_rate, "AdamW learning rate")->capture_default_str();
+    app.add_option("--weight_decay", e.train.weight_decay, "AdamW weight decay")->capture_default_str();
+    app.add_option("--batch_size", e.train.batch_size, "Samples per step (> 1 pads and masks)")->capture_default_str();
+    app.add_option("--max_length", e.train.max_length, "Tokens per training sample (truncation)")->capture_default_str();
+    app.add_option("--max_grad_norm", e.train.max_grad_norm, "Gradient-norm clip; 0 = off")->capture_default_str();
+    app.add_option("--lora_rank", e.lora.r, "LoRA rank")->capture_default_str();
+    app.add_option("--lora_alpha", e.lora.alpha, "LoRA alpha (scaling alpha/r)")->capture_default_str();
+    app.add_option("--lora_dropout", e.lora.dropout, "LoRA dropout (training only)")->capture_default_str();
+    app.add_flag("--use_rslora", e.lora.use_rslora, "rsLoRA scaling alpha/sqrt(r)");
+    app.add_option("--target_modules", o.target_modules, "Projections to adapt (default q_proj k_proj v_proj up_proj down_proj)");
+    app.add_option("--lora_seed", e.lora.seed, "Seed of the adapter's fixed initial state")->capture_default_str();
+    app.add_flag("--local_adapter_managing", e.cache, "Reuse trained adapters for similar questions");
+    app.add_option("--local_adapter_manager_size", e.cache_options.capacity, "Adapters kept")->capture_default_str();
+    app.add_option("--local_adapter_manager_threshold", e.cache_options.threshold, "Cosine needed for a cache hit")
+        ->capture_default_str();
+    app.add_option("--local_adapter_manager_strategy", o.cache_strategy, "lfu | random | lru")->capture_default_str();
+    app.add_option("--adapter_cache_dir", e.cache_options.persist_dir, "Keep the adapter cache in this folder across runs");
+    app.add_option("--adapter", o.adapter, "Answer with this PEFT adapter folder (no TTT)");
+    app.add_option("--save_adapter", o.save_adapter, "Save the adapter used for the (last) answer here, PEFT format");
+    app.add_option("-n,--n-predict", o.generate.max_new_tokens, "Maximum new tokens")->capture_default_str();
+    app.add_option("--temp", s.temperature, "Temperature; 0 = greedy")->capture_default_str();
+    app.add_option("--top-k", s.top_k, "Top-k sampling; 0 = off")->capture_default_str();
+    app.add_option("--top-p", s.top_p, "Top-p sampling; 1 = off")->capture_default_str();
+    app.add_option("--min-p", s.min_p, "Min-p sampling; 0 = off")->capture_default_str();
+    app.add_option("--repeat-penalty", s.repetition_penalty, "Repetition penalty; 1 = off")->capture_default_str();
+    app.add_option("-s,--seed", s.seed, "Sampling seed; -1 = random")->capture_default_str();
+    app.add_option("--stop", o.generate.stop_strings, "Stop when the answer contains this string (repeatable)");
+    app.add_flag("--ignore-eos", o.ignore_eos, "Keep generating after end-of-sequence tokens");
+    app.add_option("--device", o.device, "cpu, cuda, cuda:N")->capture_default_str();
+    app.add_option("--dtype", o.dtype, "auto | float32 | bfloat16 | float16")->capture_default_str();
+    ct3::add_log_flags(app, o.log_level);
+    CLI11_PARSE(app, argc, argv);
+
+    return ct3::run_program("ct3-client", [&] {
+        ct3::log_init(o.log_level);
+        return run(o);
+    });
+}

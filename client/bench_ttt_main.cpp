@@ -64,7 +64,7 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 
 // Greedy decoding with the KV cache, `n` tokens after the prompt, EOS ignored.
 void greedy(ct3::CausalLM & lm, const at::Tensor & prompt, int n) {
-    torch::NoGradGuard no_grad;
+    c10::InferenceMode inference;  // as generate()
     ct3::KVCache cache = lm.make_cache();
     at::Tensor logits = lm.forward_tokens(prompt, &cache);
     at::Tensor next = logits.select(1, -1).argmax(-1, /*keepdim=*/true);

@@ -165,9 +165,6 @@ QueryResult TTTEngine::answer(const std::string & query, const std::vector<int32
             result.ttt_applied = false;
         }
     }
-    // The lazily device-moved RoPE table must not be created as an inference tensor: a later
-    // training forward would have to save it for backward.
-    params.inference_mode = false;
     auto t0 = Clock::now();
     result.generation = generate(*model_, *tokenizer_, prompt_ids, params, on_token);
     result.timings.generate_ms = ms_since(t0);

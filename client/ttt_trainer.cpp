@@ -7,10 +7,9 @@
 #include <random>
 
 #include <torch/nn/functional/loss.h>
-#include <torch/nn/utils/clip_grad.h>
-#include <torch/optim/adamw.h>
 #include <torch/utils.h>
 
+#include "client/lora_optimizer.h"
 #include "models/causal_lm.h"
 #include "models/error.h"
 #include "models/tokenizer.h"
@@ -113,10 +112,16 @@ TrainReport fine_tune(CausalLM & model, LoraAdapter & adapter, const std::vector
                       const TTTOptions & options, const StepCallback & on_step) {
     options.validate();
     CT3_CHECK(!samples.empty(), ErrorKind::invalid_argument, "fine_tune: no training samples");
+    // Ids are checked here, on the host: the model trusts ids and labels already on an accelerator.
+    const int64_t vocab = model.vocab_size();
     for (size_t i = 0; i < samples.size(); ++i) {
         CT3_CHECK(samples[i].ids.size() >= 2, ErrorKind::invalid_argument,
                   "training sample {} has {} tokens (at least 2 are needed for a next-token loss)", i,
                   samples[i].ids.size());
+        for (int32_t id : samples[i].ids) {
+            CT3_CHECK(id >= 0 && id < vocab, ErrorKind::invalid_argument,
+                      "training sample {} holds token id {} outside the vocabulary [0, {})", i, id, vocab);
+        }
     }
     const auto start = std::chrono::steady_clock::now();
     const c10::Device device = model.device();
@@ -124,11 +129,13 @@ TrainReport fine_tune(CausalLM & model, LoraAdapter & adapter, const std::vector
     torch::manual_seed(options.seed);
     std::mt19937_64 rng(options.seed);
 
-    std::vector<at::Tensor> params = adapter.parameters();
-    torch::optim::AdamW optimizer(params, torch::optim::AdamWOptions(options.learning_rate)
-                                              .betas({options.beta1, options.beta2})
-                                              .eps(options.eps)
-                                              .weight_decay(options.weight_decay));
+    AdamWConfig adamw;
+    adamw.lr = options.learning_rate;
+    adamw.beta1 = options.beta1;
+    adamw.beta2 = options.beta2;
+    adamw.eps = options.eps;
+    adamw.weight_decay = options.weight_decay;
+    LoraAdamW optimizer(adapter.parameters(), adamw);
     adapter.set_training(true);
     struct EvalOnExit {
         LoraAdapter & a;
@@ -169,8 +176,7 @@ TrainReport fine_tune(CausalLM & model, LoraAdapter & adapter, const std::vector
                 logged = loss.detach();
             }
             loss.backward();
-            if (options.max_grad_norm > 0) torch::nn::utils::clip_grad_norm_(params, options.max_grad_norm);
-            optimizer.step();
+            optimizer.clip_and_step(options.max_grad_norm);
             step_losses.push_back(logged);
             ++report.steps;
             if (on_step && !on_step(report.steps - 1, total, logged.item<double>())) {

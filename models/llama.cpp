@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 
+#include <c10/core/InferenceMode.h>
 #include <torch/version.h>
 
 #include "models/error.h"
@@ -244,7 +245,12 @@ at::Tensor LlamaForCausalLMImpl::hidden_states(const at::Tensor & input_ids, KVC
         allowed = allowed & (keep.view({B, 1, 1, S}) | keep.slice(1, past).logical_not().view({B, 1, T, 1}));
     }
 
-    if (inv_freq_.device() != dev) inv_freq_ = inv_freq_.to(dev);  // once per device change, not per call
+    if (inv_freq_.device() != dev) {
+        // Once per device change, not per call; never as an inference tensor (a first call under
+        // c10::InferenceMode must not stop later training forwards from saving it for backward).
+        c10::InferenceMode not_inference(false);
+        inv_freq_ = inv_freq_.to(dev);
+    }
     at::Tensor h = model->embed_tokens->forward(ids);
     auto [cos, sin] = rope_cos_sin(inv_freq_, q_pos.view({1, T}).expand({B, T}), h.scalar_type());
     for (size_t i = 0; i < n_layers; ++i) {
@@ -295,8 +301,12 @@ at::Tensor causal_lm_loss(const at::Tensor & logits, const at::Tensor & labels) 
               logits.dim() > 1 ? logits.size(1) : 0, fmt::join(labels.sizes(), ", "));
     const int64_t V = logits.size(2);
     at::Tensor target = labels.to(logits.device(), torch::kInt64);
-    const bool valid = (target.eq(-100) | (target.ge(0) & target.lt(V))).all().item<bool>();
-    CT3_CHECK(valid, ErrorKind::invalid_argument, "labels must be -100 or token ids in [0, {})", V);
+    // Checked where it is free (host labels); on an accelerator the check would sync the device once
+    // per training step, so labels there are trusted (the TTT trainer validates them on the host).
+    if (labels.device().is_cpu()) {
+        const bool valid = (labels.eq(-100) | (labels.ge(0) & labels.lt(V))).all().item<bool>();
+        CT3_CHECK(valid, ErrorKind::invalid_argument, "labels must be -100 or token ids in [0, {})", V);
+    }
     // HF ForCausalLMLoss pads labels with -100 and shifts left; dropping the last logit is equivalent.
     at::Tensor shift_logits = logits.slice(1, 0, logits.size(1) - 1).to(torch::kFloat32).reshape({-1, V});
     at::Tensor shift_labels = target.slice(1, 1).reshape({-1});

@@ -32,7 +32,8 @@ else
   # cache and the retrieval client shared between threads). The
   # single-threaded readers/builder tests gain nothing from it and each instrumented test costs
   # minutes of compile time in CI.
-  targets=(kb_sift_test server_api_test server_http_test client_adapter_cache_test client_retrieval_test)
+  targets=(kb_sift_test server_api_test server_http_test client_adapter_cache_test client_adapter_cache_persist_test
+           client_retrieval_test)
   extras=(fuzz_server_api_replay)
 fi
 for extra in "${extras[@]}"; do
@@ -46,6 +47,7 @@ export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:supp
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/scripts/lsan.supp}
 ctest --test-dir "$build_dir" -L retrieval --output-on-failure -j "${CT3_JOBS:-$(nproc)}" "$@"
 if [ "$mode" = asan ]; then
-  # The real ct3-build-kb (kill + resume) and ct3-server (every endpoint, SIGTERM drain) under ASan.
-  ctest --test-dir "$build_dir" -R '^program\.(server_smoke|build_kb_resume)$' --output-on-failure "$@"
+  # The real ct3-build-kb (kill + resume), ct3-server (every endpoint, SIGTERM drain) and ct3-client
+  # (TTT, cache, adapters, server failures) under ASan.
+  ctest --test-dir "$build_dir" -R '^program\.(server_smoke|build_kb_resume|client_ttt)$' --output-on-failure "$@"
 fi

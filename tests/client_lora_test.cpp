@@ -319,3 +319,67 @@ TEST(PeftAdapter, WriteCt3AdapterFixture) {
     adapter->use(trained, "fixture");
     ct3::client::save_peft_adapter(out, *adapter, "tests/data/tiny_llama");
 }
+
+TEST(Lora, Fp32AdapterOnABf16BaseTrainsAndResetsToTheBaseBitwise) {
+    ct3::LlamaLoadOptions load;
+    load.dtype = torch::kBFloat16;
+    auto model = ct3::load_llama(ct3::test::data_dir() / "tiny_llama", load);
+    const at::Tensor before = logits_of(*model);
+    auto adapter = LoraAdapter::inject(*model, small_config());
+    for (const auto & [name, t] : adapter->state()) EXPECT_EQ(t.scalar_type(), torch::kFloat32) << name;
+    EXPECT_EQ(model->named_parameters().find("model.layers.0.self_attn.q_proj.base_layer.weight")->scalar_type(),
+              torch::kBFloat16);
+    EXPECT_TRUE(torch::equal(logits_of(*model), before));
+    ct3::client::TrainSample s;
+    s.ids = {1, 20, 30, 40, 50, 60, 2};
+    ct3::client::TTTOptions options;
+    options.learning_rate = 1e-2;
+    auto report = ct3::client::fine_tune(*model, *adapter, {s}, 2, options);
+    EXPECT_LT(report.losses.back(), report.losses.front());
+    for (const auto & [name, t] : adapter->state()) EXPECT_EQ(t.scalar_type(), torch::kFloat32) << name;
+    EXPECT_FALSE(torch::equal(logits_of(*model), before));
+    adapter->reset();
+    EXPECT_TRUE(torch::equal(logits_of(*model), before));
+}
+
+TEST(TttTrainer, TokenizationCollationReductionAndWeights) {
+    using namespace ct3::client;
+    TrainSample a, b;
+    a.ids = {1, 5, 6, 2};
+    a.weight = 0.25;
+    b.ids = {1, 7, 8, 9, 10, 11, 12, 13, 2};
+    TrainBatch batch = collate({&a, &b}, 2, 8);
+    EXPECT_EQ(batch.input_ids.sizes(), (std::vector<int64_t>{2, 16}));
+    EXPECT_EQ(batch.input_ids[0][4].item<int64_t>(), 2);  // padded with the pad (EOS) id
+    EXPECT_EQ(batch.attention_mask[0].sum().item<int64_t>(), 4);
+    EXPECT_EQ(batch.labels[0][3].item<int64_t>(), 2);     // the real EOS is learned
+    EXPECT_EQ(batch.labels[0][4].item<int64_t>(), -100);  // padding is not
+    EXPECT_EQ(batch.weights, (std::vector<double>{0.25, 1.0}));
+    // Reduction: strictly above min(mean, lower median); all-equal keeps nothing (as the original).
+    EXPECT_EQ(reduce_by_score({0.9, 0.5, 0.1, 0.05}), (std::vector<size_t>{0, 1}));
+    EXPECT_TRUE(reduce_by_score({0.3, 0.3, 0.3}).empty());
+    EXPECT_EQ(score_weights({1.0, 3.0}), (std::vector<double>{0.25, 0.75}));
+    EXPECT_EQ(score_weights({0.0, 0.0}), (std::vector<double>{0.5, 0.5}));
+}
+
+TEST(TttTrainer, WeightedLossScalesEachSampleAndShuffleKeepsWeightsWithSamples) {
+    // With one sample, weight w and n = 1 the first loss is unchanged but the update scales with w:
+    // after one step from the same state, w = 0 leaves the adapter (B) where weight decay puts it.
+    auto run = [](double w, bool shuffle) {
+        auto model = tiny_llama();
+        auto adapter = LoraAdapter::inject(*model, small_config());
+        ct3::client::TrainSample s;
+        s.ids = {1, 20, 30, 40, 50, 60, 2};
+        s.weight = w;
+        ct3::client::TTTOptions options;
+        options.weighted = true;
+        options.shuffle = shuffle;
+        options.num_epochs = 1;
+        options.learning_rate = 1e-2;
+        ct3::client::fine_tune(*model, *adapter, {s}, 2, options);
+        return adapter->state()[1].second.abs().max().item<double>();  // a lora_B, zero at start
+    };
+    EXPECT_EQ(run(0.0, false), 0.0);
+    EXPECT_GT(run(1.0, false), 0.0);
+    EXPECT_EQ(run(0.0, true), 0.0);
+}

@@ -4,7 +4,9 @@
 # JSON report (neighbours, losses, timings), the adapter cache within a run (JSONL batch) and across
 # runs (--adapter_cache_dir), --save_adapter / --adapter giving the same greedy answer, and failure
 # handling once the server is gone (--ttt_fallback vs a clear error).
-# Exit 77 (skipped) without ../shared or where SentencePiece cannot load (sanitizer builds).
+# The model is the real stories260K; where SentencePiece cannot load (ASan/TSan builds) it is the
+# tiny random Llama of tests/data with a 512-token byte-level BPE tokenizer (tests/data/tiny_llama_bpe).
+# Exit 77 (skipped) without ../shared.
 #   client_ttt.sh path/to/ct3-build-kb path/to/ct3-server path/to/ct3-client
 set -euo pipefail
 build_kb=$1
@@ -12,11 +14,15 @@ server=$2
 client=$3
 shared=${CT3_SHARED_DIR:-$(dirname "$0")/../../../shared}
 data=$shared/data
-model=$shared/models/stories260K
-if [ ! -f "$data/gsm8k/train.jsonl" ] || [ ! -f "$model/stories260K.bin" ]; then
-  echo "skipped: $data/gsm8k/train.jsonl or $model/stories260K.bin not found (set CT3_SHARED_DIR)"; exit 77
+fixtures=$(cd "$(dirname "$0")/../data" && pwd)
+if [ -n "${CT3_SKIP_SENTENCEPIECE:-}" ]; then
+  model_args=(--model_path "$fixtures/tiny_llama" --tokenizer "$fixtures/tiny_llama_bpe" --max_length 200)
+else
+  model_args=(--model_path "$shared/models/stories260K/stories260K.bin")
 fi
-if [ -n "${CT3_SKIP_SENTENCEPIECE:-}" ]; then echo "skipped: SentencePiece cannot load in this build"; exit 77; fi
+if [ ! -f "$data/gsm8k/train.jsonl" ] || [ ! -e "${model_args[1]}" ]; then
+  echo "skipped: $data/gsm8k/train.jsonl or ${model_args[1]} not found (set CT3_SHARED_DIR)"; exit 77
+fi
 py=/usr/bin/python3
 tmp=$(mktemp -d)
 pid=
@@ -41,7 +47,7 @@ done
 base=http://127.0.0.1:$port
 
 q0=$($py -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["question"])' "$data/gsm8k/train.jsonl")
-common=(--model_path "$model/stories260K.bin" --server "$base" --num_ttt_samples 8 --num_epochs 1 --lora_rank 8
+common=("${model_args[@]}" --server "$base" --num_ttt_samples 8 --num_epochs 1 --lora_rank 8
         -n 24 --log-level warn)
 
 # 1. One question with TTT (the client waits for the server's KB to load: /health 503 is retried).
@@ -63,7 +69,7 @@ PY
 [ -f "$tmp/adapter/adapter_model.safetensors" ] && [ -f "$tmp/adapter/adapter_config.json" ] || fail "--save_adapter"
 
 # 2. The saved adapter answers the same question with the same greedy tokens (no server needed).
-"$client" --model_path "$model/stories260K.bin" -n 24 --log-level warn --adapter "$tmp/adapter" --json -p "$q0" \
+"$client" "${model_args[@]}" -n 24 --log-level warn --adapter "$tmp/adapter" --json -p "$q0" \
   >"$tmp/reload.json" 2>"$tmp/reload.err" || fail "--adapter: $(cat "$tmp/reload.err")"
 $py - "$tmp/one.json" "$tmp/reload.json" <<'PY' || fail "reloaded adapter answer differs"
 import json, sys

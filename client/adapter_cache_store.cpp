@@ -14,6 +14,7 @@
 
 #include <torch/torch.h>
 
+#include "kb/kb_files.h"
 #include "models/error.h"
 #include "models/log.h"
 #include "models/safetensors.h"
@@ -31,52 +32,6 @@ const char * const config_name = "adapter_config.json";
 
 [[noreturn]] void fail_errno(const std::string & call, const fs::path & path) {
     fail(ErrorKind::io, "adapter cache: {} '{}' failed: {}", call, path.string(), std::strerror(errno));
-}
-
-void fsync_path(const fs::path & path) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) fail_errno("open (for fsync)", path);
-    const int rc = ::fsync(fd);
-    const int saved = errno;
-    ::close(fd);
-    errno = saved;
-    if (rc != 0) fail_errno("fsync", path);
-}
-
-// tmp + fsync + rename + fsync of the folder: readers see the old or the new file, never a mix.
-void write_file_atomic(const fs::path & path, const std::string & bytes) {
-    fs::path tmp = path;
-    tmp += ".tmp." + std::to_string(::getpid());
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) fail_errno("open", tmp);
-    const char * p = bytes.data();
-    size_t left = bytes.size();
-    while (left > 0) {
-        const ssize_t n = ::write(fd, p, left);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            const int saved = errno;
-            ::close(fd);
-            ::unlink(tmp.c_str());
-            errno = saved;
-            fail_errno("write", tmp);
-        }
-        p += n;
-        left -= size_t(n);
-    }
-    if (::fsync(fd) != 0 || ::close(fd) != 0) {
-        const int saved = errno;
-        ::unlink(tmp.c_str());
-        errno = saved;
-        fail_errno("fsync/close", tmp);
-    }
-    if (::rename(tmp.c_str(), path.c_str()) != 0) {
-        const int saved = errno;
-        ::unlink(tmp.c_str());
-        errno = saved;
-        fail_errno("rename to '" + path.string() + "' of", tmp);
-    }
-    fsync_path(path.parent_path());
 }
 
 std::string read_text(const fs::path & path) {
@@ -190,10 +145,10 @@ void CacheStore::write_entry(const std::string & name, const AdapterTensors & ad
         std::error_code ec;
         fs::create_directory(folder, ec);
         if (ec) fail(ErrorKind::io, "adapter cache: cannot create folder '{}': {}", folder.string(), ec.message());
-        write_file_atomic(folder / config_name, config_text_);
+        kb::write_file_atomic(folder / config_name, config_text_);
         save_safetensors(folder / weights_name, adapter);
-        fsync_path(folder);
-        fsync_path(dir_);
+        kb::fsync_path(folder);
+        kb::fsync_path(dir_);
     } catch (...) {
         std::error_code ec;
         fs::remove_all(folder, ec);
@@ -223,7 +178,7 @@ void CacheStore::write_index(CacheStrategy strategy, const std::vector<StoredEnt
     }
     for (const nlohmann::json & raw : foreign_) append(raw);
     text += "\n]}\n";
-    write_file_atomic(dir_ / index_name, text);
+    kb::write_file_atomic(dir_ / index_name, text);
 }
 
 void CacheStore::remove_entry(const std::string & name) const {

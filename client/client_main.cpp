@@ -18,6 +18,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "client/client_flags.h"
 #include "client/peft_adapter.h"
 #include "client/ttt_engine.h"
 #include "models/error.h"
@@ -32,10 +33,7 @@ using namespace ct3::client;
 namespace {
 
 struct Options {
-    std::string model_path;
-    std::string tokenizer;
-    std::string device = "cpu";
-    std::string dtype = "auto";
+    ClientSetup setup;
     std::string prompt;
     std::string prompt_file;
     bool interactive = false;
@@ -45,28 +43,9 @@ struct Options {
     bool ignore_eos = false;
     std::string adapter;       // --adapter: a PEFT adapter to answer with (no TTT)
     std::string save_adapter;  // --save_adapter: the adapter of the last query
-    std::string api_key_file;
-    std::string target_modules;
-    std::string cache_strategy = "lfu";
     std::string log_level;
-    RetrievalClientOptions server;
-    EngineOptions engine;
     ct3::GenerateParams generate;
 };
-
-// The project's default model: the shared folder's stories260K (CT3_SHARED_DIR, ../shared, or the
-// source tree's ../shared), so the quickstart needs no flags beyond the question.
-fs::path default_model_path() {
-    const fs::path rel = "models/stories260K/stories260K.bin";
-    if (const char * env = std::getenv("CT3_SHARED_DIR"); env != nullptr && *env != '\0') return fs::path(env) / rel;
-    std::error_code ec;
-    const fs::path local = fs::absolute("../shared", ec) / rel;
-    if (!ec && fs::exists(local, ec)) return local.lexically_normal();
-#ifdef CT3_CLIENT_SOURCE_SHARED
-    if (fs::exists(fs::path(CT3_CLIENT_SOURCE_SHARED) / rel, ec)) return (fs::path(CT3_CLIENT_SOURCE_SHARED) / rel).lexically_normal();
-#endif
-    return local;
-}
 
 std::string read_text(const std::string & path, const char * flag) {
     std::ifstream in(path, std::ios::binary);
@@ -74,20 +53,6 @@ std::string read_text(const std::string & path, const char * flag) {
     std::stringstream buffer;
     buffer << in.rdbuf();
     return buffer.str();
-}
-
-std::vector<std::string> split_words(const std::string & s) {
-    std::vector<std::string> out;
-    std::string word;
-    for (char c : s + " ") {
-        if (c == ' ' || c == ',') {
-            if (!word.empty()) out.push_back(word);
-            word.clear();
-        } else {
-            word += c;
-        }
-    }
-    return out;
 }
 
 nlohmann::json to_json(const QueryResult & r, bool with_texts) {
@@ -127,31 +92,18 @@ public:
 
     void load() {
         auto log = ct3::logger("client");
-        if (o_.model_path.empty()) o_.model_path = default_model_path().string();
-        CT3_CHECK(fs::exists(o_.model_path), ct3::ErrorKind::not_found,
-                  "model '{}' does not exist (--model_path: a Hugging Face model folder or a llama2.c .bin file)",
-                  o_.model_path);
-        const fs::path model(o_.model_path);
-        tokenizer_ = ct3::load_tokenizer(o_.tokenizer.empty() ? (fs::is_directory(model) ? model : model.parent_path())
-                                                              : fs::path(o_.tokenizer));
-        ct3::LoadOptions load;
-        load.device = o_.device;
-        load.dtype = o_.dtype;
-        model_ = ct3::load_causal_lm(model, load);
-
-        if (!o_.api_key_file.empty()) {
-            std::string key = read_text(o_.api_key_file, "--api_key_file");
-            while (!key.empty() && (key.back() == '\n' || key.back() == '\r' || key.back() == ' ')) key.pop_back();
-            o_.server.api_key = key;
-        }
+        ClientSetup & setup = o_.setup;
+        LoadedModel loaded = load_model(setup);
+        tokenizer_ = loaded.tokenizer;
+        model_ = loaded.model;
         std::shared_ptr<RetrievalClient> retrieval;
-        if (o_.engine.ttt) retrieval = std::make_shared<RetrievalClient>(o_.server);
+        if (setup.engine.ttt) retrieval = std::make_shared<RetrievalClient>(setup.server);
         if (!o_.adapter.empty()) {
-            CT3_CHECK(!o_.engine.ttt, ct3::ErrorKind::invalid_argument,
+            CT3_CHECK(!setup.engine.ttt, ct3::ErrorKind::invalid_argument,
                       "--adapter answers with a saved adapter; it cannot be combined with --ttt");
-            o_.engine.lora = read_peft_adapter_config(o_.adapter);
+            setup.engine.lora = read_peft_adapter_config(o_.adapter);
         }
-        engine_ = std::make_unique<TTTEngine>(model_, tokenizer_, retrieval, o_.engine);
+        engine_ = std::make_unique<TTTEngine>(model_, tokenizer_, retrieval, setup.engine);
         if (!o_.adapter.empty()) {
             engine_->adapter().load(read_peft_tensors(o_.adapter), o_.adapter);
             engine_->adapter().set_enabled(true);
@@ -188,7 +140,7 @@ public:
             r.ttt_applied ? "TTT" : "no TTT", r.cache == "off" ? "" : " (cache " + r.cache + ")", t.embed_ms,
             t.retrieve_ms, t.train_ms, r.losses.size(), t.generate_ms, r.generation.ids.size(), t.total_ms);
         if (!o_.save_adapter.empty() && (r.ttt_applied || !o_.adapter.empty())) {
-            save_peft_adapter(o_.save_adapter, engine_->adapter(), o_.model_path);
+            save_peft_adapter(o_.save_adapter, engine_->adapter(), o_.setup.model_path);
         }
         return r;
     }
@@ -260,16 +212,13 @@ int run(Options & o) {
         sampling.seed = static_cast<int64_t>(((static_cast<uint64_t>(device()) << 32) ^ device()) >> 1);
     }
     o.generate.stop_at_eos = !o.ignore_eos;
-    if (!o.target_modules.empty()) o.engine.lora.target_modules = split_words(o.target_modules);
-    o.engine.cache_options.strategy = parse_cache_strategy(o.cache_strategy);
-    if (!o.engine.cache_options.persist_dir.empty()) o.engine.cache = true;
     const bool have_prompt = !o.prompt.empty() || !o.prompt_file.empty();
     if (!have_prompt && !o.interactive && !o.batch) {
         CT3_CHECK(!isatty(STDIN_FILENO), ct3::ErrorKind::invalid_argument,
                   "no question: pass -p \"...\", --prompt-file FILE, --interactive, or JSONL on stdin (--batch)");
         o.batch = true;
     }
-    o.engine.validate();  // before the (slow) model load
+    finalize(o.setup);  // validates before the (slow) model load
     Session session(o);
     session.load();
     return session.run();
@@ -279,64 +228,19 @@ int run(Options & o) {
 
 int main(int argc, char ** argv) {
     Options o;
-    EngineOptions & e = o.engine;
-    ct3::SamplingParams & s = o.generate.sampling;
-    s.temperature = 0;  // greedy, as the original client
     CLI::App app{"ct3-client: answer a question with test-time training on its neighbours from a ct3-server"};
-    app.add_option("-m,--model_path", o.model_path, "Hugging Face model folder or llama2.c .bin (default: the shared stories260K)");
-    app.add_option("--tokenizer", o.tokenizer, "Tokenizer file or folder (default: beside the model)");
-    app.add_option("--server", o.server.server_url, "ct3-server URL")->capture_default_str();
-    app.add_option("--api_key_file", o.api_key_file, "File holding the server's API key");
-    app.add_option("--server_timeout", o.server.read_timeout_s, "Seconds to wait for a server reply")->capture_default_str();
-    app.add_option("--server_retries", o.server.max_attempts, "Attempts per server request (transport errors, 429, 5xx)")
-        ->capture_default_str();
-    app.add_flag("--ttt", e.ttt, "Train a LoRA adapter on the question's neighbours before answering");
-    app.add_flag("--ttt_fallback", e.ttt_fallback, "If the server fails, answer without TTT (and say so) instead of failing");
+    add_model_flags(app, o.setup);
+    add_server_flags(app, o.setup);
+    add_ttt_flags(app, o.setup);
     app.add_option("-p,--prompt", o.prompt, "The question");
     app.add_option("-f,--prompt-file", o.prompt_file, "Read the question from this file")->excludes("--prompt");
     app.add_flag("-i,--interactive", o.interactive, "Answer one question per stdin line");
     app.add_flag("--batch", o.batch, "Read JSONL {\"id\", \"prompt\"} from stdin, write one JSON answer per line");
     app.add_flag("--json", o.json, "Print answer, neighbours, losses, timings and cache status as JSON");
     app.add_flag("--echo", o.echo, "Print the question before the streamed answer");
-    app.add_option("--num_ttt_samples", e.num_ttt_samples, "Neighbours to train on")->capture_default_str();
-    app.add_option("--retrieval", e.retrieval, "sift | faiss")->capture_default_str();
-    app.add_option("--candidates", e.candidates, "SIFT candidate pool (server default 1000)");
-    app.add_option("--sift_lambda", e.lambda, "SIFT regularisation (server default 0.01)");
-    app.add_flag("--data_reduction", e.data_reduction, "Train only on neighbours scoring above min(mean, median)");
-    app.add_flag("--weighted_sample_training", e.train.weighted, "Weight each sample's loss by its score share x n");
-    app.add_flag("--shuffle_ttt_samples", e.train.shuffle, "Shuffle the samples each epoch (seeded by --ttt_seed)");
-    app.add_option("--ttt_seed", e.train.seed, "Seed of shuffling and dropout")->capture_default_str();
-    app.add_option("--num_epochs", e.train.num_epochs, "Epochs over the neighbours")->capture_default_str();
-    app.add_option("--learning_rate", e.train.learning_rate, "AdamW learning rate")->capture_default_str();
-    app.add_option("--weight_decay", e.train.weight_decay, "AdamW weight decay")->capture_default_str();
-    app.add_option("--batch_size", e.train.batch_size, "Samples per step (> 1 pads and masks)")->capture_default_str();
-    app.add_option("--max_length", e.train.max_length, "Tokens per training sample (truncation)")->capture_default_str();
-    app.add_option("--max_grad_norm", e.train.max_grad_norm, "Gradient-norm clip; 0 = off")->capture_default_str();
-    app.add_option("--lora_rank", e.lora.r, "LoRA rank")->capture_default_str();
-    app.add_option("--lora_alpha", e.lora.alpha, "LoRA alpha (scaling alpha/r)")->capture_default_str();
-    app.add_option("--lora_dropout", e.lora.dropout, "LoRA dropout (training only)")->capture_default_str();
-    app.add_flag("--use_rslora", e.lora.use_rslora, "rsLoRA scaling alpha/sqrt(r)");
-    app.add_option("--target_modules", o.target_modules, "Projections to adapt (default q_proj k_proj v_proj up_proj down_proj)");
-    app.add_option("--lora_seed", e.lora.seed, "Seed of the adapter's fixed initial state")->capture_default_str();
-    app.add_flag("--local_adapter_managing", e.cache, "Reuse trained adapters for similar questions");
-    app.add_option("--local_adapter_manager_size", e.cache_options.capacity, "Adapters kept")->capture_default_str();
-    app.add_option("--local_adapter_manager_threshold", e.cache_options.threshold, "Cosine needed for a cache hit")
-        ->capture_default_str();
-    app.add_option("--local_adapter_manager_strategy", o.cache_strategy, "lfu | random | lru")->capture_default_str();
-    app.add_option("--adapter_cache_dir", e.cache_options.persist_dir, "Keep the adapter cache in this folder across runs");
     app.add_option("--adapter", o.adapter, "Answer with this PEFT adapter folder (no TTT)");
     app.add_option("--save_adapter", o.save_adapter, "Save the adapter used for the (last) answer here, PEFT format");
-    app.add_option("-n,--n-predict", o.generate.max_new_tokens, "Maximum new tokens")->capture_default_str();
-    app.add_option("--temp", s.temperature, "Temperature; 0 = greedy")->capture_default_str();
-    app.add_option("--top-k", s.top_k, "Top-k sampling; 0 = off")->capture_default_str();
-    app.add_option("--top-p", s.top_p, "Top-p sampling; 1 = off")->capture_default_str();
-    app.add_option("--min-p", s.min_p, "Min-p sampling; 0 = off")->capture_default_str();
-    app.add_option("--repeat-penalty", s.repetition_penalty, "Repetition penalty; 1 = off")->capture_default_str();
-    app.add_option("-s,--seed", s.seed, "Sampling seed; -1 = random")->capture_default_str();
-    app.add_option("--stop", o.generate.stop_strings, "Stop when the answer contains this string (repeatable)");
-    app.add_flag("--ignore-eos", o.ignore_eos, "Keep generating after end-of-sequence tokens");
-    app.add_option("--device", o.device, "cpu, cuda, cuda:N")->capture_default_str();
-    app.add_option("--dtype", o.dtype, "auto | float32 | bfloat16 | float16")->capture_default_str();
+    add_sampling_flags(app, o.generate, o.ignore_eos);
     ct3::add_log_flags(app, o.log_level);
     CLI11_PARSE(app, argc, argv);
 

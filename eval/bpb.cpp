@@ -11,16 +11,20 @@
 
 namespace ct3::eval {
 
-double BpbResult::bits_per_byte() const { return bytes > 0 ? nll_nats / std::log(2.0) / static_cast<double>(bytes) : 0.0; }
+double BpbResult::bits_per_byte() const {
+    return bytes > 0 ? nll_nats / std::log(2.0) / static_cast<double>(bytes) : 0.0;
+}
 
 double BpbResult::bits_per_token() const {
     return tokens > 0 ? nll_nats / std::log(2.0) / static_cast<double>(tokens) : 0.0;
 }
 
 BpbResult score_ids(CausalLM & model, const std::vector<int32_t> & ids, int64_t bytes, int64_t window) {
-    CT3_CHECK(ids.size() >= 2, ErrorKind::invalid_argument, "bits per byte needs at least 2 tokens (got {})", ids.size());
+    CT3_CHECK(ids.size() >= 2, ErrorKind::invalid_argument, "bits per byte needs at least 2 tokens (got {})",
+              ids.size());
     if (window <= 0) window = model.max_position_embeddings();
-    CT3_CHECK(window >= 2, ErrorKind::invalid_argument, "the scoring window must hold at least 2 tokens (got {})", window);
+    CT3_CHECK(window >= 2, ErrorKind::invalid_argument, "the scoring window must hold at least 2 tokens (got {})",
+              window);
     c10::InferenceMode inference;
     BpbResult result;
     result.bytes = bytes;

@@ -36,7 +36,7 @@ using Clock = std::chrono::steady_clock;
 // seccomp: fork/vfork -> EPERM, clone3 -> ENOSYS (glibc falls back to clone, whose flags are
 // visible), clone without CLONE_THREAD -> EPERM, socket(domain != AF_UNIX) -> EPERM; all else allowed.
 #define CT3_RET(v) BPF_STMT(BPF_RET | BPF_K, (v))
-#define CT3_ERRNO(e) (SECCOMP_RET_ERRNO | ((e) & SECCOMP_RET_DATA))
+#define CT3_ERRNO(e) (SECCOMP_RET_ERRNO | ((e)&SECCOMP_RET_DATA))
 const sock_filter kFilter[] = {
     /* 0 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
     /* 1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
@@ -69,8 +69,8 @@ void set_limit(int resource, rlim_t value) {
 }
 
 // Only async-signal-safe calls: the parent may be multi-threaded. Never returns.
-[[noreturn]] void child(const char * python, const char * script, const char * workdir, char * const * envp,
-                        int out_fd, int err_fd, const SandboxLimits & limits, int ns_pipe) {
+[[noreturn]] void child(const char * python, const char * script, const char * workdir, char * const * envp, int out_fd,
+                        int err_fd, const SandboxLimits & limits, int ns_pipe) {
     setpgid(0, 0);
     // Best effort: an empty network namespace (unprivileged via a user namespace where allowed).
     // The status pipe is close-on-exec: the parent reads the namespace byte, then either EOF (the
@@ -192,7 +192,9 @@ SandboxResult run_python_sandboxed(const std::string & program, const SandboxLim
         const char step = status_bytes[1];
         fail_hint(ErrorKind::unavailable, "the sandbox needs seccomp filters (PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP)",
                   "sandbox: could not {} for the program; refusing to run it unconfined",
-                  step == 's' ? "install the seccomp filter" : step == 'd' ? "enter the work directory" : "exec " + python);
+                  step == 's'   ? "install the seccomp filter"
+                  : step == 'd' ? "enter the work directory"
+                                : "exec " + python);
     }
 
     bool out_open = true, err_open = true, timed_out = false;
@@ -206,8 +208,10 @@ SandboxResult run_python_sandboxed(const std::string & program, const SandboxLim
         const int n = poll(fds, 2, static_cast<int>(left * 1000) + 1);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) continue;
-        if (out_open && (fds[0].revents & (POLLIN | POLLHUP | POLLERR))) drain(out_pipe[0], result.stdout_text, limits.output_bytes, out_open);
-        if (err_open && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) drain(err_pipe[0], result.stderr_text, limits.output_bytes, err_open);
+        if (out_open && (fds[0].revents & (POLLIN | POLLHUP | POLLERR)))
+            drain(out_pipe[0], result.stdout_text, limits.output_bytes, out_open);
+        if (err_open && (fds[1].revents & (POLLIN | POLLHUP | POLLERR)))
+            drain(err_pipe[0], result.stderr_text, limits.output_bytes, err_open);
     }
     // Whatever is still running in the group (the program itself at a timeout) is killed.
     kill(-pid, SIGKILL);

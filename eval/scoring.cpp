@@ -25,7 +25,9 @@ std::string lower(std::string s) {
     return s;
 }
 
-bool is_alpha(char c) { return std::isalpha(static_cast<unsigned char>(c)) != 0; }
+bool is_alpha(char c) {
+    return std::isalpha(static_cast<unsigned char>(c)) != 0;
+}
 
 // Python's re.findall semantics for one regex: each match's first non-empty group (or the whole match).
 std::vector<std::string> find_all(const std::string & text, const std::regex & re) {
@@ -203,12 +205,14 @@ std::string truncate_at_stop_words(const std::string & completion, const std::ve
 }
 
 const std::vector<std::string> & mbpp_stop_words() {
-    static const std::vector<std::string> words = {"\nclass", "\nassert", "\n\"\"\"", "\nprint", "\nif", "\n<|/", "\n```"};
+    static const std::vector<std::string> words = {"\nclass", "\nassert", "\n\"\"\"", "\nprint",
+                                                   "\nif",    "\n<|/",    "\n```"};
     return words;
 }
 
 const std::vector<std::string> & humaneval_stop_words() {
-    static const std::vector<std::string> words = {"\nclass", "\ndef", "\n#", "\n@", "\nprint", "\nif", "\n```", "<file_sep>"};
+    static const std::vector<std::string> words = {"\nclass", "\ndef", "\n#",   "\n@",
+                                                   "\nprint", "\nif",  "\n```", "<file_sep>"};
     return words;
 }
 

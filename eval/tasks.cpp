@@ -33,8 +33,8 @@ Task gsm8k(const fs::path & path) {
         const std::string where = kb::record_location(path, r);
         const std::string & q = text_field(r.value, "question", where);
         const std::string & a = text_field(r.value, "answer", where);
-        t.items.push_back({"gsm8k/" + std::to_string(r.row), "Question: " + q + "\nAnswer:", gsm8k_gold(a),
-                           q + "\n" + a, ""});
+        t.items.push_back(
+            {"gsm8k/" + std::to_string(r.row), "Question: " + q + "\nAnswer:", gsm8k_gold(a), q + "\n" + a, ""});
         return true;
     });
     return t;
@@ -83,7 +83,8 @@ Task mbpp(const fs::path & path) {
         }
         const std::string prompt =
             "\"\"\"\n" + text_field(r.value, "text", where) + "\n" + (*tests)[0].get<std::string>() + "\n\"\"\"\n";
-        const std::string id = r.value.contains("task_id") ? "mbpp/" + r.value["task_id"].dump() : "mbpp/" + std::to_string(r.row);
+        const std::string id =
+            r.value.contains("task_id") ? "mbpp/" + r.value["task_id"].dump() : "mbpp/" + std::to_string(r.row);
         t.items.push_back({id, prompt, "", prompt + text_field(r.value, "code", where), test_code});
         return true;
     });

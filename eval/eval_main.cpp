@@ -1,0 +1,231 @@
+// ct3-eval: scores the CT3 tasks with and without test-time training, per item, resumable.
+//
+//   ct3-eval --tasks gsm8k,mawps,mathqa,mbpp,humaneval --out results/base --limit 50
+//   ct3-eval --tasks gsm8k --out results/ttt --ttt --server http://127.0.0.1:8000 --bpb
+//
+// Writes <out>/<task>.jsonl (one line per item: prompt, output, extracted, gold, correct, neighbours,
+// losses, timings, cache, bpb), then <out>/summary.json and <out>/report.md over everything in the
+// folder. A rerun skips the items already in the JSONL files. Logs go to stderr.
+#include <algorithm>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <set>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "client/client_flags.h"
+#include "eval/bpb.h"
+#include "eval/report.h"
+#include "eval/tasks.h"
+#include "models/causal_lm.h"
+#include "models/error.h"
+#include "models/log.h"
+#include "models/program.h"
+#include "models/tokenizer.h"
+
+namespace fs = std::filesystem;
+using namespace ct3::client;
+using namespace ct3::eval;
+
+namespace {
+
+struct Options {
+    ClientSetup setup;
+    std::string tasks = "gsm8k,mawps,mathqa,mbpp,humaneval";
+    std::string data_root;
+    std::string out;
+    int limit = 0;
+    uint64_t seed = 42;
+    bool bpb = false;
+    bool ignore_eos = false;
+    double code_timeout = 3.0;
+    std::string log_level;
+    ct3::GenerateParams generate;
+};
+
+std::vector<std::string> split_commas(const std::string & s) {
+    std::vector<std::string> out;
+    std::string cur;
+    for (char c : s + ",") {
+        if (c == ',') {
+            if (!cur.empty()) out.push_back(cur);
+            cur.clear();
+        } else if (c != ' ') {
+            cur += c;
+        }
+    }
+    return out;
+}
+
+std::set<std::string> finished_ids(const fs::path & jsonl) {
+    std::set<std::string> ids;
+    std::ifstream in(jsonl);
+    std::string line;
+    while (std::getline(in, line)) {
+        try {
+            auto j = nlohmann::json::parse(line);
+            if (j.contains("id") && j["id"].is_string()) ids.insert(j["id"].get<std::string>());
+        } catch (const std::exception &) {
+            // A line cut by a crash: the item is simply run again.
+        }
+    }
+    return ids;
+}
+
+nlohmann::json neighbours_json(const QueryResult & r) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const Neighbour & n : r.neighbours) {
+        out.push_back({{"id", n.id}, {"dataset", n.dataset}, {"row", n.row}, {"score", n.score}});
+    }
+    return out;
+}
+
+int run(Options & o) {
+    auto log = ct3::logger("eval");
+    finalize(o.setup);
+    CT3_CHECK(!o.out.empty(), ct3::ErrorKind::invalid_argument, "--out is required (the report folder)");
+    fs::path data_root = o.data_root;
+    if (data_root.empty()) {
+        // As ct3-build-kb: $CT3_DATA_DIR, $CT3_SHARED_DIR/data, else the shared folder of the default model.
+        if (const char * env = std::getenv("CT3_DATA_DIR"); env != nullptr && *env != '\0') {
+            data_root = env;
+        } else if (const char * shared = std::getenv("CT3_SHARED_DIR"); shared != nullptr && *shared != '\0') {
+            data_root = fs::path(shared) / "data";
+        } else {
+            data_root = default_model_path().parent_path().parent_path().parent_path() / "data";
+        }
+    }
+    std::vector<Task> tasks;
+    for (const std::string & spec : split_commas(o.tasks)) tasks.push_back(load_task(spec, data_root));
+    fs::create_directories(o.out);
+
+    LoadedModel loaded = load_model(o.setup);
+    std::shared_ptr<RetrievalClient> retrieval;
+    if (o.setup.engine.ttt) retrieval = std::make_shared<RetrievalClient>(o.setup.server);
+    TTTEngine engine(loaded.model, loaded.tokenizer, retrieval, o.setup.engine);
+    o.generate.stop_at_eos = !o.ignore_eos;
+    SandboxLimits sandbox;
+    sandbox.wall_seconds = o.code_timeout;
+    sandbox.cpu_seconds = o.code_timeout;
+
+    for (Task & task : tasks) {
+        std::vector<size_t> order(task.items.size());
+        for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+        if (o.limit > 0 && static_cast<size_t>(o.limit) < order.size()) {
+            std::mt19937_64 rng(o.seed);
+            std::shuffle(order.begin(), order.end(), rng);
+            order.resize(static_cast<size_t>(o.limit));
+            std::sort(order.begin(), order.end());
+        }
+        const fs::path jsonl = fs::path(o.out) / (task.spec.name + ".jsonl");
+        const std::set<std::string> done = finished_ids(jsonl);
+        std::ofstream out(jsonl, std::ios::app);
+        CT3_CHECK(out.good(), ct3::ErrorKind::io, "cannot append to {}", jsonl.string());
+        size_t n_done = 0;
+        for (size_t index : order) {
+            const EvalItem & item = task.items[index];
+            ++n_done;
+            if (done.count(item.id) != 0) continue;
+            ct3::EncodeOptions encode;
+            encode.add_special_tokens = true;
+            std::vector<int32_t> prompt_ids = loaded.tokenizer->encode(item.prompt, encode);
+            ct3::GenerateParams params = o.generate;
+            params.max_new_tokens = task.spec.max_tokens_total
+                                        ? std::max(1, task.spec.max_new_tokens - static_cast<int>(prompt_ids.size()))
+                                        : task.spec.max_new_tokens;
+            // As lm-eval: the context is left-truncated so that prompt + new tokens fit the model
+            // (the BOS stays first); a model shorter than the token budget gets half for each.
+            const int context = static_cast<int>(loaded.model->max_position_embeddings());
+            params.max_new_tokens = std::min(params.max_new_tokens, context / 2);
+            const size_t keep = static_cast<size_t>(std::max(2, context - params.max_new_tokens));
+            if (prompt_ids.size() > keep) {
+                const bool bos = loaded.tokenizer->bos_id() >= 0 && prompt_ids.front() == loaded.tokenizer->bos_id();
+                std::vector<int32_t> cut(prompt_ids.end() - static_cast<long>(keep - (bos ? 1 : 0)), prompt_ids.end());
+                if (bos) cut.insert(cut.begin(), prompt_ids.front());
+                prompt_ids = std::move(cut);
+            }
+            for (const auto & stop : task.spec.stop_strings) params.stop_strings.push_back(stop);
+            nlohmann::json row = {{"id", item.id}, {"task", task.spec.name}};
+            try {
+                if (o.bpb) {
+                    engine.adapter().reset();  // B = 0: the base model
+                    row["bpb_before"] = bits_per_byte(*loaded.model, *loaded.tokenizer, item.document).bits_per_byte();
+                }
+                QueryResult r = engine.answer(item.prompt, prompt_ids, params);
+                if (o.bpb) {
+                    row["bpb_after"] =
+                        r.ttt_applied ? bits_per_byte(*loaded.model, *loaded.tokenizer, item.document).bits_per_byte()
+                                      : row["bpb_before"].get<double>();
+                }
+                ItemScore score = score_output(task, item, r.generation.text, sandbox);
+                row.update({{"prompt", item.prompt},
+                            {"output", r.generation.text},
+                            {"extracted", score.extracted},
+                            {"extracted_alt", score.extracted_alt},
+                            {"gold", item.gold},
+                            {"correct", score.correct},
+                            {"correct_alt", score.correct_alt},
+                            {"ttt", r.ttt_applied},
+                            {"fallback", r.fallback},
+                            {"cache", r.cache},
+                            {"neighbours", neighbours_json(r)},
+                            {"losses", r.losses},
+                            {"timings_ms",
+                             {{"embed", r.timings.embed_ms},
+                              {"retrieve", r.timings.retrieve_ms},
+                              {"train", r.timings.train_ms},
+                              {"generate", r.timings.generate_ms},
+                              {"total", r.timings.total_ms}}}});
+                if (task.spec.scoring == Scoring::code) {
+                    row["execution"] = {{"status", score.execution.status}, {"stderr", score.execution.stderr_text}};
+                }
+                log->info("{} {}/{}: {} ({:.0f} ms{})", task.spec.name, n_done, order.size(),
+                          score.correct ? "correct" : "wrong", r.timings.total_ms, r.ttt_applied ? ", TTT" : "");
+            } catch (const ct3::Error & e) {
+                // One bad item (a server error without --ttt_fallback, ...) is recorded as wrong, not fatal.
+                log->error("{}: {}", item.id, e.what());
+                row.update({{"prompt", item.prompt},
+                            {"gold", item.gold},
+                            {"correct", false},
+                            {"correct_alt", false},
+                            {"error", e.what()},
+                            {"timings_ms", nlohmann::json::object()}});
+            }
+            out << row.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n" << std::flush;
+        }
+    }
+    const nlohmann::json summary = summarize_folder(o.out);
+    write_report(o.out, summary);
+    std::cout << summary.dump(2) << std::endl;
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char ** argv) {
+    Options o;
+    CLI::App app{"ct3-eval: score the CT3 tasks with or without test-time training"};
+    add_model_flags(app, o.setup);
+    add_server_flags(app, o.setup);
+    add_ttt_flags(app, o.setup);
+    add_sampling_flags(app, o.generate, o.ignore_eos);
+    app.add_option("--tasks", o.tasks,
+                   "Comma-separated: gsm8k mawps svamp mathqa aqua mbpp humaneval, or NAME=PATH[:letter]")
+        ->capture_default_str();
+    app.add_option("--data_root", o.data_root, "Datasets folder (default: ../shared/data beside the default model)");
+    app.add_option("--out", o.out, "Report folder (JSONL per task, summary.json, report.md); reruns resume")
+        ->required();
+    app.add_option("--limit", o.limit, "Items per task (a seeded sample); 0 = all")->capture_default_str();
+    app.add_option("--limit_seed", o.seed, "Seed of the --limit sample")->capture_default_str();
+    app.add_flag("--bpb", o.bpb, "Also score each item's document in bits per byte, before and after TTT");
+    app.add_option("--code_timeout", o.code_timeout, "Seconds per generated program (sandboxed)")
+        ->capture_default_str();
+    ct3::add_log_flags(app, o.log_level);
+    CLI11_PARSE(app, argc, argv);
+    return ct3::run_program("ct3-eval", [&] {
+        ct3::log_init(o.log_level);
+        return run(o);
+    });
+}

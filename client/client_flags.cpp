@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "client/local_retrieval.h"
 #include "models/causal_lm.h"
 #include "models/error.h"
 #include "models/model_loader.h"
@@ -57,6 +58,7 @@ void add_model_flags(CLI::App & app, ClientSetup & s) {
 
 void add_server_flags(CLI::App & app, ClientSetup & s) {
     app.add_option("--server", s.server.server_url, "ct3-server URL")->capture_default_str();
+    app.add_option("--knowledge_base_path", s.kb_path, "Retrieve from this KB folder in-process instead of --server");
     app.add_option("--api_key_file", s.api_key_file, "File holding the server's API key");
     app.add_option("--server_timeout", s.server.read_timeout_s, "Seconds to wait for a server reply")
         ->capture_default_str();
@@ -126,6 +128,12 @@ void finalize(ClientSetup & s) {
         s.server.api_key = key;
     }
     s.engine.validate();
+}
+
+std::shared_ptr<NeighbourSource> make_neighbour_source(const ClientSetup & s) {
+    if (!s.engine.ttt) return nullptr;
+    if (!s.kb_path.empty()) return std::make_shared<LocalRetrieval>(s.kb_path, s.device);
+    return std::make_shared<RetrievalClient>(s.server);
 }
 
 LoadedModel load_model(const ClientSetup & s) {

@@ -28,6 +28,7 @@ struct ClientSetup {
     std::string api_key_file;
     std::string target_modules;  // space/comma separated; empty = LoraConfig's default
     std::string cache_strategy = "lfu";
+    std::string kb_path;     // --knowledge_base_path: retrieve in-process instead of from --server
     RetrievalClientOptions server;
     EngineOptions engine;
 };
@@ -45,6 +46,10 @@ void finalize(ClientSetup & setup);
 // The project's default model: the shared folder's stories260K ($CT3_SHARED_DIR, ../shared, or the
 // source tree's ../shared).
 std::filesystem::path default_model_path();
+
+// The neighbour source for --ttt: the KB folder in-process when --knowledge_base_path is given, else
+// the ct3-server at --server; null without --ttt.
+std::shared_ptr<NeighbourSource> make_neighbour_source(const ClientSetup & setup);
 
 struct LoadedModel {
     std::shared_ptr<Tokenizer> tokenizer;

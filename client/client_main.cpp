@@ -96,8 +96,7 @@ public:
         LoadedModel loaded = load_model(setup);
         tokenizer_ = loaded.tokenizer;
         model_ = loaded.model;
-        std::shared_ptr<RetrievalClient> retrieval;
-        if (setup.engine.ttt) retrieval = std::make_shared<RetrievalClient>(setup.server);
+        std::shared_ptr<NeighbourSource> retrieval = make_neighbour_source(setup);
         if (!o_.adapter.empty()) {
             CT3_CHECK(!setup.engine.ttt, ct3::ErrorKind::invalid_argument,
                       "--adapter answers with a saved adapter; it cannot be combined with --ttt");

@@ -26,6 +26,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "client/neighbour_source.h"
+
 namespace ct3::client {
 
 struct RetrievalClientOptions {
@@ -38,53 +40,24 @@ struct RetrievalClientOptions {
     double backoff_max_s = 4.0;                        // cap of one wait (Retry-After included)
 };
 
-// One retrieved neighbour, as /v1/search returns it.
-struct Neighbour {
-    int64_t rank = 0;  // 0..n-1, the order of the list
-    int64_t id = 0;    // the KB entry (SIFT may pick one entry more than once)
-    std::string text;
-    std::string dataset;
-    int64_t row = 0;        // row in the source dataset
-    double score = 0;       // sift: posterior variance after this pick; faiss: |cos| (both decreasing)
-    double similarity = 0;  // signed cosine to the query
-};
-
-// Exactly one of `query` (text, embedded by the server) and `embedding` (the KB's dimension).
-struct SearchRequest {
-    std::string query;
-    std::vector<float> embedding;
-    int k = 32;
-    std::string mode = "sift";  // "sift" | "faiss"
-    std::optional<int> candidates;
-    std::optional<double> lambda;
-    std::optional<int> nprobe;
-    std::optional<int> ef_search;
-};
-
-struct KbInfo {
-    std::string embedder;  // the embedder's name ("hashed", a model folder name, ...)
-    int64_t dim = 0;
-    int64_t count = 0;
-    nlohmann::json raw;  // the whole GET /v1/kb reply (embedder identity with its fitted state, datasets, ...)
-};
-
-class RetrievalClient {
+class RetrievalClient : public NeighbourSource {
 public:
     // Validates the options; a malformed URL (scheme, host, port) throws invalid_argument naming
     // --server, other bad values name their flag. Does not contact the server.
     explicit RetrievalClient(RetrievalClientOptions options);
-    ~RetrievalClient();
+    ~RetrievalClient() override;
     RetrievalClient(const RetrievalClient &) = delete;
     RetrievalClient & operator=(const RetrievalClient &) = delete;
 
     // The KB embedder's vector of `text` (unit length; the server's own bits when it already is).
     // A text without features for the embedder (all-zero vector) throws invalid_argument.
-    std::vector<float> embed(const std::string & text);
+    std::vector<float> embed(const std::string & text) override;
 
     // The server's neighbours for the request, validated (see the file comment).
-    std::vector<Neighbour> search(const SearchRequest & request);
+    std::vector<Neighbour> search(const SearchRequest & request) override;
 
-    KbInfo kb_info();
+    KbInfo kb_info() override;
+    std::string describe() const override { return base_url(); }
 
     // GET /health answers 200: one attempt, no retries, never throws for a server that is down.
     bool healthy();

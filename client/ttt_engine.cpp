@@ -44,7 +44,7 @@ void EngineOptions::validate() const {
 }
 
 TTTEngine::TTTEngine(std::shared_ptr<CausalLM> model, std::shared_ptr<const Tokenizer> tokenizer,
-                     std::shared_ptr<RetrievalClient> retrieval, EngineOptions options)
+                     std::shared_ptr<NeighbourSource> retrieval, EngineOptions options)
     : model_(std::move(model)), tokenizer_(std::move(tokenizer)), retrieval_(std::move(retrieval)),
       options_(std::move(options)) {
     options_.validate();
@@ -57,10 +57,10 @@ TTTEngine::TTTEngine(std::shared_ptr<CausalLM> model, std::shared_ptr<const Toke
               options_.lora.alpha, options_.lora.scaling(), adapter_->module_names().size(),
               adapter_->num_parameters() / 1e6);
     if (!options_.ttt) return;
-    CT3_CHECK(retrieval_ != nullptr, ErrorKind::invalid_argument, "--ttt needs a retrieval server (--server)");
+    CT3_CHECK(retrieval_ != nullptr, ErrorKind::invalid_argument, "--ttt needs a retrieval server (--server) or a KB folder (--knowledge_base_path)");
     try {
         kb_ = retrieval_->kb_info();
-        log->info("retrieval server {}: {} entries, embedder {} ({} dims)", retrieval_->base_url(), kb_.count,
+        log->info("retrieval from {}: {} entries, embedder {} ({} dims)", retrieval_->describe(), kb_.count,
                   kb_.embedder, kb_.dim);
     } catch (const Error & e) {
         if (!options_.ttt_fallback || !is_service_error(e)) throw;

@@ -12,7 +12,7 @@
 
 #include "client/adapter_cache.h"
 #include "client/lora.h"
-#include "client/retrieval_client.h"
+#include "client/neighbour_source.h"
 #include "client/ttt_trainer.h"
 #include "models/generate.h"
 
@@ -60,10 +60,11 @@ struct QueryResult {
 
 class TTTEngine {
 public:
-    // `model` must be a Llama-family model (LoRA targets its projections). `retrieval` may be null
-    // when options.ttt is false. Injects the adapter, checks the server (KB identity) when TTT is on.
+    // `model` must be a Llama-family model (LoRA targets its projections). `retrieval` (a ct3-server
+    // client or an in-process KB) may be null when options.ttt is false. Injects the adapter, checks
+    // the KB when TTT is on.
     TTTEngine(std::shared_ptr<CausalLM> model, std::shared_ptr<const Tokenizer> tokenizer,
-              std::shared_ptr<RetrievalClient> retrieval, EngineOptions options);
+              std::shared_ptr<NeighbourSource> retrieval, EngineOptions options);
     ~TTTEngine();
 
     // Answers one prompt: `query` is the text used for retrieval and the cache key (the original used
@@ -81,7 +82,7 @@ private:
 
     std::shared_ptr<CausalLM> model_;
     std::shared_ptr<const Tokenizer> tokenizer_;
-    std::shared_ptr<RetrievalClient> retrieval_;
+    std::shared_ptr<NeighbourSource> retrieval_;
     EngineOptions options_;
     std::unique_ptr<LoraAdapter> adapter_;
     std::unique_ptr<AdapterCache> cache_;

@@ -102,8 +102,7 @@ int run(Options & o) {
     fs::create_directories(o.out);
 
     LoadedModel loaded = load_model(o.setup);
-    std::shared_ptr<RetrievalClient> retrieval;
-    if (o.setup.engine.ttt) retrieval = std::make_shared<RetrievalClient>(o.setup.server);
+    std::shared_ptr<NeighbourSource> retrieval = make_neighbour_source(o.setup);
     TTTEngine engine(loaded.model, loaded.tokenizer, retrieval, o.setup.engine);
     o.generate.stop_at_eos = !o.ignore_eos;
     SandboxLimits sandbox;

@@ -108,7 +108,20 @@ assert a["cache"]["status"] == "miss" and b["cache"]["status"] == "hit", (a["cac
 assert a["answer"] == b["answer"]
 PY
 
-# 5. Server gone: a clear error naming the URL, or (--ttt_fallback) an answer without TTT that says so.
+# 5. In-process retrieval from the same KB folder (--knowledge_base_path): the same neighbours,
+#    hence the same adapter and the same greedy answer as through the server.
+common_local=("${common[@]/--server/--knowledge_base_path}")
+common_local=("${common_local[@]/$base/$tmp/kb}")
+"$client" "${common_local[@]}" --ttt --json -p "$q0" >"$tmp/local.json" 2>"$tmp/local.err" ||
+  fail "--knowledge_base_path: $(cat "$tmp/local.err")"
+$py - "$tmp/one.json" "$tmp/local.json" <<'PY' || fail "in-process retrieval differs from the server's"
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+assert [n["id"] for n in a["neighbours"]] == [n["id"] for n in b["neighbours"]], (a["neighbours"], b["neighbours"])
+assert a["answer"] == b["answer"] and b["ttt"] is True, (a["answer"], b["answer"])
+PY
+
+# 6. Server gone: a clear error naming the URL, or (--ttt_fallback) an answer without TTT that says so.
 kill -TERM "$pid"; wait "$pid" || true; pid=
 if "$client" "${common[@]}" --ttt --server_retries 2 -p "$q0" >"$tmp/down.out" 2>"$tmp/down.err"; then
   fail "ct3-client succeeded without a server"

@@ -1,0 +1,175 @@
+#include "models/ttt_inner.h"
+
+#include <cmath>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include <torch/torch.h>
+
+namespace ct3 {
+
+namespace {
+
+// Row statistics of the inner LayerNorm: x̂ = (z − μ)/s and s = √(σ² + eps), σ² biased (as the
+// references). The variance is written out rather than torch::var so no overload differs between
+// libtorch versions.
+std::pair<at::Tensor, at::Tensor> normalise(const at::Tensor & z, double eps) {
+    at::Tensor centred = z - z.mean(-1, /*keepdim=*/true);
+    at::Tensor s = torch::sqrt(centred.pow(2).mean(-1, /*keepdim=*/true) + eps);
+    return {centred / s, s};
+}
+
+// Σ_{j≤i}-accumulated update of one inner linear map, evaluated on the query-side inputs (dual form):
+//   Z̄_i = X̄_i·(W0 − tok_i·(accW + Σ_{j≤i} lr_j·Xk_jᵀG_j)) + b0 − tok_i·(accb + Σ_{j≤i} lr_j·G_j)
+//       = X̄_i·W0 + b0 − tok_i·(X̄_i·accW + accb) − Σ_j tril(E ⊙ (X̄·Xkᵀ + 1))_{ij}·G_j
+// The "+1" carries the bias gradient through the same matmul. E[i,j] = tok_i·lr_j (§1.5, §1.7).
+at::Tensor dual_linear(const at::Tensor & Xq, const at::Tensor & Xk, const at::Tensor & G, const at::Tensor & W0,
+                       const at::Tensor & b0, const at::Tensor & accW, const at::Tensor & accb, const at::Tensor & tok,
+                       const at::Tensor & lr) {
+    const int64_t r = Xq.size(1);
+    at::Tensor tok_col = tok.view({1, r, 1});
+    at::Tensor E = tok_col * lr.unsqueeze(1);  // [N, r, r]
+    // tril keeps the chunk causal: token i never sees the gradient of a later token j > i.
+    at::Tensor A = ((torch::matmul(Xq, Xk.transpose(1, 2)) + 1.0) * E).tril();
+    at::Tensor Z = torch::matmul(Xq, W0) + b0 - torch::matmul(A, G);
+    if (accW.defined()) Z = Z - tok_col * (torch::matmul(Xq, accW) + accb);
+    return Z;
+}
+
+// acc + Σ_j lr_j·(Xk_jᵀG_j, G_j) over the chunk: what the next chunk of the mini-batch starts from.
+std::pair<at::Tensor, at::Tensor> accumulate(const at::Tensor & Xk, const at::Tensor & G, const at::Tensor & lr,
+                                             const at::Tensor & accW, const at::Tensor & accb) {
+    at::Tensor lG = lr.unsqueeze(-1) * G;
+    at::Tensor dW = torch::matmul(Xk.transpose(1, 2), lG);
+    at::Tensor db = lG.sum(1, /*keepdim=*/true);
+    if (accW.defined()) return {accW + dW, accb + db};
+    return {dW, db};
+}
+
+void check_chunk(const TTTInnerWeights & w0, const at::Tensor & Q, const at::Tensor & K, const at::Tensor & V,
+                 const at::Tensor & tok, const at::Tensor & lr) {
+    TORCH_CHECK(w0.defined() && Q.dim() == 3 && K.sizes() == Q.sizes() && V.sizes() == Q.sizes(),
+                "ttt chunk: Q, K, V must be [N, r, d] of one shape");
+    TORCH_CHECK(tok.dim() == 1 && tok.size(0) == Q.size(1) && lr.dim() == 2 && lr.size(0) == Q.size(0) &&
+                    lr.size(1) == Q.size(1),
+                "ttt chunk: tok must be [r] and lr [N, r]");
+}
+
+}  // namespace
+
+at::Tensor ttt_layer_norm(const at::Tensor & z, const at::Tensor & gamma, const at::Tensor & beta, double eps) {
+    return gamma * normalise(z, eps).first + beta;
+}
+
+at::Tensor ttt_ln_l2_grad(const at::Tensor & z, const at::Tensor & target, const at::Tensor & gamma,
+                          const at::Tensor & beta, double eps) {
+    const double d = static_cast<double>(z.size(-1));
+    auto [xhat, s] = normalise(z, eps);
+    at::Tensor g = gamma * (gamma * xhat + beta - target);  // ∂ℓ/∂x̂
+    at::Tensor num = d * g - g.sum(-1, /*keepdim=*/true) - xhat * (g * xhat).sum(-1, /*keepdim=*/true);
+    return num / (d * s);
+}
+
+at::Tensor gelu_tanh(const at::Tensor & x) {
+    const double c = std::sqrt(2.0 / M_PI);
+    return 0.5 * x * (1.0 + torch::tanh(c * (x + 0.044715 * x.pow(3))));
+}
+
+at::Tensor gelu_tanh_grad(const at::Tensor & x) {
+    const double c = std::sqrt(2.0 / M_PI);
+    at::Tensor t = torch::tanh(c * (x + 0.044715 * x.pow(3)));
+    return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * c * (1.0 + 3.0 * 0.044715 * x.pow(2));
+}
+
+TTTInnerGrads ttt_inner_grads(const TTTInnerWeights & w, const at::Tensor & K, const at::Tensor & V,
+                              const at::Tensor & gamma, const at::Tensor & beta, double eps) {
+    // The residual inside f makes the reconstruction target V − K (§1.3).
+    at::Tensor target = V - K;
+    TTTInnerGrads g;
+    at::Tensor Z1 = torch::matmul(K, w.W1) + w.b1;
+    if (!w.is_mlp()) {
+        g.G1 = ttt_ln_l2_grad(Z1, target, gamma, beta, eps);
+        return g;
+    }
+    g.X2 = gelu_tanh(Z1);
+    at::Tensor Z2 = torch::matmul(g.X2, w.W2) + w.b2;
+    g.G2 = ttt_ln_l2_grad(Z2, target, gamma, beta, eps);
+    g.G1 = torch::matmul(g.G2, w.W2.transpose(1, 2)) * gelu_tanh_grad(Z1);
+    return g;
+}
+
+TTTChunkResult ttt_chunk_dual(const TTTInnerWeights & w0, const TTTInnerWeights & acc, const at::Tensor & Q,
+                              const at::Tensor & K, const at::Tensor & V, const at::Tensor & tok, const at::Tensor & lr,
+                              const at::Tensor & gamma, const at::Tensor & beta, double eps) {
+    check_chunk(w0, Q, K, V, tok, lr);
+    // All gradients of the mini-batch are taken at its start weights w0, never at the running W.
+    TTTInnerGrads g = ttt_inner_grads(w0, K, V, gamma, beta, eps);
+    TTTChunkResult res;
+    at::Tensor Z1 = dual_linear(Q, K, g.G1, w0.W1, w0.b1, acc.W1, acc.b1, tok, lr);
+    std::tie(res.acc.W1, res.acc.b1) = accumulate(K, g.G1, lr, acc.W1, acc.b1);
+    at::Tensor Z = Z1;
+    if (w0.is_mlp()) {
+        // Second layer: its query-side input is gelu of the *updated* first layer's output.
+        Z = dual_linear(gelu_tanh(Z1), g.X2, g.G2, w0.W2, w0.b2, acc.W2, acc.b2, tok, lr);
+        std::tie(res.acc.W2, res.acc.b2) = accumulate(g.X2, g.G2, lr, acc.W2, acc.b2);
+    }
+    res.out = Q + ttt_layer_norm(Z, gamma, beta, eps);
+    return res;
+}
+
+TTTChunkResult ttt_chunk_primal(const TTTInnerWeights & w0, const TTTInnerWeights & acc, const at::Tensor & Q,
+                                const at::Tensor & K, const at::Tensor & V, const at::Tensor & tok,
+                                const at::Tensor & lr, const at::Tensor & gamma, const at::Tensor & beta, double eps) {
+    check_chunk(w0, Q, K, V, tok, lr);
+    TTTInnerGrads g = ttt_inner_grads(w0, K, V, gamma, beta, eps);
+    const int64_t r = Q.size(1);
+    const bool mlp = w0.is_mlp();
+    auto zeros_or = [](const at::Tensor & a, const at::Tensor & like) {
+        return a.defined() ? a : torch::zeros_like(like);
+    };
+    at::Tensor aW1 = zeros_or(acc.W1, w0.W1), ab1 = zeros_or(acc.b1, w0.b1);
+    at::Tensor aW2, ab2;
+    if (mlp) aW2 = zeros_or(acc.W2, w0.W2), ab2 = zeros_or(acc.b2, w0.b2);
+    std::vector<at::Tensor> outs;
+    outs.reserve(static_cast<size_t>(r));
+    for (int64_t i = 0; i < r; ++i) {
+        // Token i: add its lr-weighted gradient (taken at w0) to the accumulator, materialise
+        // W_i = W0 − tok_i·acc_i and evaluate the query with it (§1.6, and the decode step of §3).
+        at::Tensor lr_i = lr.slice(1, i, i + 1).unsqueeze(-1);  // [N, 1, 1]
+        at::Tensor tok_i = tok[i];
+        at::Tensor k_i = K.slice(1, i, i + 1), q_i = Q.slice(1, i, i + 1);
+        at::Tensor lG1 = lr_i * g.G1.slice(1, i, i + 1);
+        aW1 = aW1 + torch::matmul(k_i.transpose(1, 2), lG1);
+        ab1 = ab1 + lG1;
+        at::Tensor z = torch::matmul(q_i, w0.W1 - tok_i * aW1) + (w0.b1 - tok_i * ab1);
+        if (mlp) {
+            at::Tensor lG2 = lr_i * g.G2.slice(1, i, i + 1);
+            aW2 = aW2 + torch::matmul(g.X2.slice(1, i, i + 1).transpose(1, 2), lG2);
+            ab2 = ab2 + lG2;
+            z = torch::matmul(gelu_tanh(z), w0.W2 - tok_i * aW2) + (w0.b2 - tok_i * ab2);
+        }
+        outs.push_back(q_i + ttt_layer_norm(z, gamma, beta, eps));
+    }
+    TTTChunkResult res;
+    res.out = torch::cat(outs, 1);
+    res.acc.W1 = aW1;
+    res.acc.b1 = ab1;
+    res.acc.W2 = aW2;
+    res.acc.b2 = ab2;
+    return res;
+}
+
+TTTInnerWeights ttt_apply_update(const TTTInnerWeights & w0, const TTTInnerWeights & acc, const at::Tensor & scale) {
+    if (!acc.defined()) return w0;
+    TTTInnerWeights w;
+    w.W1 = w0.W1 - scale * acc.W1;
+    w.b1 = w0.b1 - scale * acc.b1;
+    if (w0.is_mlp()) {
+        w.W2 = w0.W2 - scale * acc.W2;
+        w.b2 = w0.b2 - scale * acc.b2;
+    }
+    return w;
+}
+
+}  // namespace ct3

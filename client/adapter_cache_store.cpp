@@ -4,9 +4,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -32,17 +30,6 @@ const char * const config_name = "adapter_config.json";
 
 [[noreturn]] void fail_errno(const std::string & call, const fs::path & path) {
     fail(ErrorKind::io, "adapter cache: {} '{}' failed: {}", call, path.string(), std::strerror(errno));
-}
-
-std::string read_text(const fs::path & path) {
-    std::error_code ec;
-    CT3_CHECK(fs::is_regular_file(path, ec), ErrorKind::not_found, "'{}' does not exist", path.string());
-    std::ifstream in(path, std::ios::binary);
-    CT3_CHECK(in.good(), ErrorKind::io, "cannot open '{}'", path.string());
-    std::ostringstream text;
-    text << in.rdbuf();
-    CT3_CHECK(!in.bad(), ErrorKind::io, "cannot read '{}'", path.string());
-    return text.str();
 }
 
 // Strict field access for index.json entries: a missing or mistyped field names the file and entry.
@@ -212,7 +199,7 @@ CacheStore::Verdict CacheStore::load_entry(const nlohmann::json & raw, size_t i,
     const fs::path config_path = folder / config_name;
     const fs::path weights_path = folder / weights_name;
     try {
-        const nlohmann::json config = parse_strict_json(read_text(config_path), config_path.string());
+        const nlohmann::json config = parse_strict_json(kb::read_whole_file(config_path, "adapter config"), config_path.string());
         if (config != expected_config_) {
             log->warn("adapter cache: not loading {}: it differs from this run's adapter config (the entry stays on disk)",
                       config_path.string());
@@ -250,7 +237,7 @@ std::vector<LoadedEntry> CacheStore::load(size_t embedding_dim) {
     if (!fs::exists(index_path, ec)) return loaded;
     nlohmann::json index;
     try {
-        index = parse_strict_json(read_text(index_path), index_path.string());
+        index = parse_strict_json(kb::read_whole_file(index_path, "adapter cache index"), index_path.string());
         CT3_CHECK(index.is_object(), ErrorKind::bad_format, "{} is not a JSON object", index_path.string());
         auto version = index.find("version");
         CT3_CHECK(version != index.end() && *version == 1, ErrorKind::bad_format,

@@ -1,12 +1,10 @@
 #include "client/client_flags.h"
 
-#include <fstream>
-#include <random>
-#include <sstream>
 
 #include <CLI/CLI.hpp>
 
 #include "client/local_retrieval.h"
+#include "kb/kb_files.h"
 #include "models/causal_lm.h"
 #include "models/error.h"
 #include "models/model_loader.h"
@@ -119,11 +117,7 @@ void finalize(ClientSetup & s) {
     s.engine.cache_options.strategy = parse_cache_strategy(s.cache_strategy);
     if (!s.engine.cache_options.persist_dir.empty()) s.engine.cache = true;
     if (!s.api_key_file.empty()) {
-        std::ifstream in(s.api_key_file, std::ios::binary);
-        CT3_CHECK(in, ErrorKind::not_found, "cannot open '{}' (--api_key_file)", s.api_key_file);
-        std::stringstream buffer;
-        buffer << in.rdbuf();
-        std::string key = buffer.str();
+        std::string key = kb::read_whole_file(s.api_key_file, "--api_key_file");
         while (!key.empty() && (key.back() == '\n' || key.back() == '\r' || key.back() == ' ')) key.pop_back();
         s.server.api_key = key;
     }

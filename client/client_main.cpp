@@ -8,10 +8,8 @@
 //
 // Answers go to stdout (streamed, or JSON with --json / --batch); logs and progress go to stderr.
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <random>
-#include <sstream>
 
 #include <unistd.h>
 
@@ -20,6 +18,7 @@
 
 #include "client/client_flags.h"
 #include "client/peft_adapter.h"
+#include "kb/kb_files.h"
 #include "client/ttt_engine.h"
 #include "models/error.h"
 #include "models/log.h"
@@ -46,14 +45,6 @@ struct Options {
     std::string log_level;
     ct3::GenerateParams generate;
 };
-
-std::string read_text(const std::string & path, const char * flag) {
-    std::ifstream in(path, std::ios::binary);
-    CT3_CHECK(in, ct3::ErrorKind::not_found, "cannot open '{}' ({})", path, flag);
-    std::stringstream buffer;
-    buffer << in.rdbuf();
-    return buffer.str();
-}
 
 nlohmann::json to_json(const QueryResult & r, bool with_texts) {
     nlohmann::json neighbours = nlohmann::json::array();
@@ -157,7 +148,7 @@ public:
             }
             return 0;
         }
-        const std::string question = o_.prompt_file.empty() ? o_.prompt : read_text(o_.prompt_file, "--prompt-file");
+        const std::string question = o_.prompt_file.empty() ? o_.prompt : ct3::kb::read_whole_file(o_.prompt_file, "--prompt-file");
         QueryResult r = ask(question, !o_.json);
         if (o_.json) print_json(to_json(r, true));
         return 0;

@@ -19,6 +19,7 @@
 #include "eval/bpb.h"
 #include "eval/report.h"
 #include "eval/tasks.h"
+#include "kb/builder.h"
 #include "models/causal_lm.h"
 #include "models/error.h"
 #include "models/log.h"
@@ -86,17 +87,8 @@ int run(Options & o) {
     auto log = ct3::logger("eval");
     finalize(o.setup);
     CT3_CHECK(!o.out.empty(), ct3::ErrorKind::invalid_argument, "--out is required (the report folder)");
-    fs::path data_root = o.data_root;
-    if (data_root.empty()) {
-        // As ct3-build-kb: $CT3_DATA_DIR, $CT3_SHARED_DIR/data, else the shared folder of the default model.
-        if (const char * env = std::getenv("CT3_DATA_DIR"); env != nullptr && *env != '\0') {
-            data_root = env;
-        } else if (const char * shared = std::getenv("CT3_SHARED_DIR"); shared != nullptr && *shared != '\0') {
-            data_root = fs::path(shared) / "data";
-        } else {
-            data_root = default_model_path().parent_path().parent_path().parent_path() / "data";
-        }
-    }
+    // The same default as ct3-build-kb: $CT3_DATA_DIR, $CT3_SHARED_DIR/data, ../shared/data.
+    const fs::path data_root = o.data_root.empty() ? ct3::kb::default_data_root() : fs::path(o.data_root);
     std::vector<Task> tasks;
     for (const std::string & spec : split_commas(o.tasks)) tasks.push_back(load_task(spec, data_root));
     fs::create_directories(o.out);
@@ -213,7 +205,7 @@ int main(int argc, char ** argv) {
     app.add_option("--tasks", o.tasks,
                    "Comma-separated: gsm8k mawps svamp mathqa aqua mbpp humaneval, or NAME=PATH[:letter]")
         ->capture_default_str();
-    app.add_option("--data_root", o.data_root, "Datasets folder (default: ../shared/data beside the default model)");
+    app.add_option("--data_root", o.data_root, "Datasets folder (default: as ct3-build-kb, ../shared/data)");
     app.add_option("--out", o.out, "Report folder (JSONL per task, summary.json, report.md); reruns resume")
         ->required();
     app.add_option("--limit", o.limit, "Items per task (a seeded sample); 0 = all")->capture_default_str();

@@ -11,14 +11,15 @@ namespace ct3::eval {
 
 const char * const kInvalidAnswer = "[invalid]";
 
-namespace {
-
-std::string trim(const std::string & s) {
+std::string strip(const std::string & s) {
     const size_t b = s.find_first_not_of(" \t\r\n\f\v");
     if (b == std::string::npos) return "";
     const size_t e = s.find_last_not_of(" \t\r\n\f\v");
     return s.substr(b, e - b + 1);
 }
+
+
+namespace {
 
 std::string lower(std::string s) {
     for (char & c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -53,19 +54,19 @@ std::vector<std::string> find_all(const std::string & text, const std::regex & r
 
 std::string gsm8k_gold(const std::string & answer_field) {
     const size_t pos = answer_field.rfind("####");
-    return trim(pos == std::string::npos ? answer_field : answer_field.substr(pos + 4));
+    return strip(pos == std::string::npos ? answer_field : answer_field.substr(pos + 4));
 }
 
 std::string gsm8k_strict(const std::string & output) {
     static const std::regex re(R"(#### (\-?[0-9\.\,]+))");
     const auto matches = find_all(output, re);
-    return matches.empty() ? kInvalidAnswer : trim(matches.front());
+    return matches.empty() ? kInvalidAnswer : strip(matches.front());
 }
 
 std::string gsm8k_flexible(const std::string & output) {
     static const std::regex re(R"((-?[$0-9.,]{2,})|(-?[0-9]+))");
     const auto matches = find_all(output, re);
-    return matches.empty() ? kInvalidAnswer : trim(matches.back());
+    return matches.empty() ? kInvalidAnswer : strip(matches.back());
 }
 
 bool gsm8k_exact_match(const std::string & prediction, const std::string & gold) {
@@ -97,14 +98,14 @@ bool number_correct(const std::optional<double> & prediction, double label) {
 }
 
 std::string option_letter_original(const std::string & output) {
-    for (char c : trim(output)) {
+    for (char c : strip(output)) {
         if (c >= 'A' && c <= 'E') return std::string(1, c);
     }
     return "";
 }
 
 std::string option_letter(const std::string & output) {
-    const std::string text = trim(output);
+    const std::string text = strip(output);
     // 1. An explicit statement; the last one wins (models often restate the options first).
     static const std::regex explicit_re(
         R"((?:[Aa]nswer|ANSWER|[Oo]ption|[Cc]hoice)\s*(?:is|IS|:|=)?\s*(?:[Oo]ption\s*)?[\(\[]?([A-E])(?![A-Za-z]))");
@@ -191,7 +192,7 @@ EmF1 coqa_scores(const std::string & prediction, const std::vector<std::string> 
 }
 
 std::string coqa_prediction(const std::string & output) {
-    const std::string s = trim(output);
+    const std::string s = strip(output);
     return s.substr(0, s.find('\n'));
 }
 

@@ -16,6 +16,9 @@
 
 namespace ct3::eval {
 
+// Python's str.strip(): leading and trailing whitespace removed.
+std::string strip(const std::string & s);
+
 // lm-eval's "[invalid]" when a filter finds nothing.
 extern const char * const kInvalidAnswer;
 

@@ -98,11 +98,7 @@ Task humaneval(const fs::path & path) {
     kb::for_each_json_record(path, [&](kb::JsonRecord && r) {
         const std::string where = kb::record_location(path, r);
         const std::string & prompt = text_field(r.value, "prompt", where);
-        std::string stripped = prompt;
-        while (!stripped.empty() && std::isspace(static_cast<unsigned char>(stripped.back()))) stripped.pop_back();
-        size_t lead = 0;
-        while (lead < stripped.size() && std::isspace(static_cast<unsigned char>(stripped[lead]))) ++lead;
-        stripped = stripped.substr(lead);
+        const std::string stripped = strip(prompt);
         const std::string test = "\n" + text_field(r.value, "test", where) + "\n" + "check(" +
                                  text_field(r.value, "entry_point", where) + ")\n";
         t.items.push_back({text_field(r.value, "task_id", where), stripped, "",

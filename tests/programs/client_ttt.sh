@@ -12,39 +12,10 @@ set -euo pipefail
 build_kb=$1
 server=$2
 client=$3
-shared=${CT3_SHARED_DIR:-$(dirname "$0")/../../../shared}
-data=$shared/data
-fixtures=$(cd "$(dirname "$0")/../data" && pwd)
-if [ -n "${CT3_SKIP_SENTENCEPIECE:-}" ]; then
-  model_args=(--model_path "$fixtures/tiny_llama" --tokenizer "$fixtures/tiny_llama_bpe" --max_length 200)
-else
-  model_args=(--model_path "$shared/models/stories260K/stories260K.bin")
-fi
-if [ ! -f "$data/gsm8k/train.jsonl" ] || [ ! -e "${model_args[1]}" ]; then
-  echo "skipped: $data/gsm8k/train.jsonl or ${model_args[1]} not found (set CT3_SHARED_DIR)"; exit 77
-fi
-py=/usr/bin/python3
-tmp=$(mktemp -d)
-pid=
-cleanup() {
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; echo "--- server log:"; tail -20 "$tmp/server.err" 2>/dev/null || true; exit 1; }
+. "$(dirname "$0")/ttt_common.sh"
 
 "$build_kb" --datasets gsm8k --limit 300 --data_root "$data" --save_dir "$tmp/kb" --log-level warn >/dev/null
-"$server" --knowledge_base_path "$tmp/kb" --port 0 >"$tmp/server.out" 2>"$tmp/server.err" &
-pid=$!
-port=
-for _ in $(seq 1 300); do
-  port=$(sed -n 's/.*"event":"listening".*"port":\([0-9]*\).*/\1/p' "$tmp/server.out" | head -n1)
-  [ -n "$port" ] && break
-  kill -0 "$pid" 2>/dev/null || fail "ct3-server exited before listening"
-  sleep 0.1
-done
-[ -n "$port" ] || fail "no listening line"
-base=http://127.0.0.1:$port
+start_server "$tmp/kb"
 
 q0=$($py -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["question"])' "$data/gsm8k/train.jsonl")
 common=("${model_args[@]}" --server "$base" --num_ttt_samples 8 --num_epochs 1 --lora_rank 8

@@ -9,7 +9,7 @@
 #include <torch/nn/functional/loss.h>
 #include <torch/utils.h>
 
-#include "client/lora_optimizer.h"
+#include "models/adamw.h"
 #include "models/causal_lm.h"
 #include "models/error.h"
 #include "models/tokenizer.h"
@@ -135,7 +135,7 @@ TrainReport fine_tune(CausalLM & model, LoraAdapter & adapter, const std::vector
     adamw.beta2 = options.beta2;
     adamw.eps = options.eps;
     adamw.weight_decay = options.weight_decay;
-    LoraAdamW optimizer(adapter.parameters(), adamw);
+    AdamW optimizer(adapter.parameters(), adamw);
     adapter.set_training(true);
     struct EvalOnExit {
         LoraAdapter & a;

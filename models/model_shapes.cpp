@@ -27,7 +27,7 @@ std::string random_llama_shapes() {
     return names;
 }
 
-LlamaForCausalLM random_llama(const std::string & shape_name, const c10::Device & device, c10::ScalarType dtype) {
+LlamaConfig llama_shape_config(const std::string & shape_name) {
     for (const Shape & s : kShapes) {
         if (shape_name != s.name) continue;
         LlamaConfig config;
@@ -42,12 +42,16 @@ LlamaForCausalLM random_llama(const std::string & shape_name, const c10::Device 
         config.rope.theta = 500000.0;
         config.tie_word_embeddings = s.tied;
         config.eos_token_ids = {2};
-        LlamaForCausalLM model(config, /*init_weights=*/false);
-        model->to(device, dtype);
-        model->eval();
-        return model;
+        return config;
     }
     fail(ErrorKind::invalid_argument, "--shape '{}' is unknown (expected one of: {})", shape_name, random_llama_shapes());
+}
+
+LlamaForCausalLM random_llama(const std::string & shape_name, const c10::Device & device, c10::ScalarType dtype) {
+    LlamaForCausalLM model(llama_shape_config(shape_name), /*init_weights=*/false);
+    model->to(device, dtype);
+    model->eval();
+    return model;
 }
 
 }  // namespace ct3

@@ -17,6 +17,9 @@ namespace ct3 {
 // default fill (their values do not matter for speed).
 LlamaForCausalLM random_llama(const std::string & shape_name, const c10::Device & device, c10::ScalarType dtype);
 
+// The config of a shape (same names and errors as random_llama).
+LlamaConfig llama_shape_config(const std::string & shape_name);
+
 // Comma-separated shape names, for help texts.
 std::string random_llama_shapes();
 

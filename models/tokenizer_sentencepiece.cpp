@@ -68,6 +68,7 @@ struct ShimApi {
     decltype(&ct3_sp_is_control) is_control = nullptr;
     decltype(&ct3_sp_is_unknown) is_unknown = nullptr;
     decltype(&ct3_sp_is_byte) is_byte = nullptr;
+    decltype(&ct3_sp_train) train = nullptr;
 };
 
 std::vector<std::string> shim_candidates() {
@@ -129,7 +130,8 @@ std::string load_shim(ShimApi & api) {
              resolve(lib, "ct3_sp_piece_to_id", api.piece_to_id) && resolve(lib, "ct3_sp_bos_id", api.bos_id) &&
              resolve(lib, "ct3_sp_eos_id", api.eos_id) && resolve(lib, "ct3_sp_pad_id", api.pad_id) &&
              resolve(lib, "ct3_sp_unk_id", api.unk_id) && resolve(lib, "ct3_sp_is_control", api.is_control) &&
-             resolve(lib, "ct3_sp_is_unknown", api.is_unknown) && resolve(lib, "ct3_sp_is_byte", api.is_byte);
+             resolve(lib, "ct3_sp_is_unknown", api.is_unknown) && resolve(lib, "ct3_sp_is_byte", api.is_byte) &&
+             resolve(lib, "ct3_sp_train", api.train);
         if (!ok) {
             errors += fmt::format("\n  {}: missing ct3_sp_* symbols (not a ct3 sentencepiece shim)", candidate);
             dlclose(lib);
@@ -195,6 +197,16 @@ std::string replace_meta_space(const std::string & piece) {
 std::string sentencepiece_shim_path() { return shim().path; }
 
 bool sentencepiece_shim_isolated() { return !sanitizer_runtime_present(); }
+
+void sentencepiece_shim_train(const std::string & flags) {
+    static std::mutex mutex;  // the shim's trainer keeps process-global state (seed, log level)
+    const ShimApi & api = shim();
+    const std::lock_guard<std::mutex> lock(mutex);
+    char * error = nullptr;
+    if (api.train(flags.c_str(), &error) != 0) {
+        fail(ErrorKind::invalid_argument, "sentencepiece training failed: {}", take_error(error));
+    }
+}
 
 //
 // SentencePieceTokenizer

@@ -67,4 +67,9 @@ bool sentencepiece_shim_isolated();
 // the candidates tried when none can be loaded.
 std::string sentencepiece_shim_path();
 
+// Runs sentencepiece's trainer in the shim (ct3_sp_train; flags one "--key=value" per line).
+// Calls are serialised. Throws ct3::Error with the trainer's message. Use train_sentencepiece()
+// (models/sentencepiece_trainer.h) rather than this raw entry point.
+void sentencepiece_shim_train(const std::string & flags);
+
 }  // namespace ct3

@@ -8,9 +8,12 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include <sentencepiece_processor.h>
+#include <sentencepiece_trainer.h>
 
 struct ct3_sp {
     sentencepiece::SentencePieceProcessor processor;
@@ -177,5 +180,73 @@ int32_t ct3_sp_is_control(const ct3_sp * sp, int32_t id) { return in_range(sp, i
 int32_t ct3_sp_is_unknown(const ct3_sp * sp, int32_t id) { return in_range(sp, id) && sp->processor.IsUnknown(id); }
 int32_t ct3_sp_is_byte(const ct3_sp * sp, int32_t id) { return in_range(sp, id) && sp->processor.IsByte(id); }
 int32_t ct3_sp_is_unused(const ct3_sp * sp, int32_t id) { return in_range(sp, id) && sp->processor.IsUnused(id); }
+
+int32_t ct3_sp_train(const char * flags, char ** error) {
+    if (error != nullptr) *error = nullptr;
+    if (flags == nullptr) {
+        set_error(error, "no flags given");
+        return -1;
+    }
+    try {
+        std::unordered_map<std::string, std::string> kwargs;
+        bool seeded = false;
+        unsigned int seed = 0;
+        const std::string all(flags);
+        for (size_t start = 0; start <= all.size();) {
+            size_t end = all.find('\n', start);
+            if (end == std::string::npos) end = all.size();
+            std::string line = all.substr(start, end - start);
+            start = end + 1;
+            if (line.empty()) continue;
+            if (line.compare(0, 2, "--") == 0) line.erase(0, 2);
+            const size_t eq = line.find('=');
+            if (eq == std::string::npos || eq == 0) {
+                set_error(error, "flag '" + line + "' is not of the form --key=value");
+                return -1;
+            }
+            std::string key = line.substr(0, eq), value = line.substr(eq + 1);
+            if (key == "random_seed") {
+                // Not a TrainerSpec field (spm_train handles it the same way, outside the spec).
+                try {
+                    seed = static_cast<unsigned int>(std::stoul(value));
+                } catch (...) {
+                    set_error(error, "--random_seed expects an unsigned integer, got '" + value + "'");
+                    return -1;
+                }
+                seeded = true;
+                continue;
+            }
+            if (!kwargs.emplace(std::move(key), std::move(value)).second) {
+                set_error(error, "flag '" + line.substr(0, eq) + "' given twice");
+                return -1;
+            }
+        }
+        std::string message;
+        bool ok = false;
+        std::thread worker([&] {
+            try {
+                if (seeded) sentencepiece::SetRandomGeneratorSeed(seed);
+                const auto status = sentencepiece::SentencePieceTrainer::Train(kwargs);
+                ok = status.ok();
+                if (!ok) message = status.ToString();
+            } catch (const std::exception & e) {
+                message = e.what();
+            } catch (...) {
+                message = "unknown exception in the sentencepiece trainer";
+            }
+        });
+        worker.join();
+        if (!ok) {
+            set_error(error, message);
+            return -1;
+        }
+        return 0;
+    } catch (const std::exception & e) {
+        set_error(error, e.what());
+    } catch (...) {
+        set_error(error, "unknown exception in sentencepiece");
+    }
+    return -1;
+}
 
 }  // extern "C"

@@ -18,7 +18,7 @@ extern "C" {
 #endif
 
 // Bumped whenever a signature below changes; the loader refuses a shim of another version.
-#define CT3_SP_SHIM_ABI_VERSION 1
+#define CT3_SP_SHIM_ABI_VERSION 2  // 2: ct3_sp_train
 
 typedef struct ct3_sp ct3_sp;
 
@@ -59,6 +59,18 @@ int32_t ct3_sp_is_control(const ct3_sp * sp, int32_t id);
 int32_t ct3_sp_is_unknown(const ct3_sp * sp, int32_t id);
 int32_t ct3_sp_is_byte(const ct3_sp * sp, int32_t id);
 int32_t ct3_sp_is_unused(const ct3_sp * sp, int32_t id);
+
+// Trains a model with sentencepiece's trainer library (SentencePieceTrainer::Train), writing
+// <model_prefix>.model and .vocab. `flags` holds one "--key=value" per line (newline-separated, so
+// that values such as paths may contain spaces); the keys are spm_train's TrainerSpec fields plus
+// normalization_rule_name and minloglevel. One extra key, "--random_seed=N", is passed to
+// sentencepiece's SetRandomGeneratorSeed. Training runs on a fresh thread, because some
+// sentencepiece versions keep a thread_local generator seeded once per thread. Pass
+// --minloglevel=3 from a host that was loaded with RTLD_DEEPBIND: sentencepiece's log writes to a
+// std::cerr that is not initialised there and crashes (see models/sentencepiece_trainer.h).
+// Returns 0, or -1 with *error set. Not reentrant: the seed and log level are process-global state
+// of the shim, so callers serialise calls.
+int32_t ct3_sp_train(const char * flags, char ** error);
 
 #ifdef __cplusplus
 }

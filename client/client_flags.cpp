@@ -33,9 +33,19 @@ std::vector<std::string> split_words(const std::string & s) {
 }  // namespace
 
 fs::path default_model_path() {
+    // 1. $CT3_MODEL; 2. the shipped ct3-tiny (under the working directory, else the source tree);
+    // 3. the shared stories260K (kept as the fallback of a checkout without models/ct3-tiny).
+    if (const char * env = std::getenv("CT3_MODEL"); env != nullptr && *env != '\0') return env;
+    std::error_code ec;
+    const fs::path tiny = "models/ct3-tiny";
+    if (fs::exists(tiny / "config.json", ec)) return fs::absolute(tiny, ec).lexically_normal();
+#ifdef CT3_CLIENT_SOURCE_DIR
+    if (fs::exists(fs::path(CT3_CLIENT_SOURCE_DIR) / tiny / "config.json", ec)) {
+        return (fs::path(CT3_CLIENT_SOURCE_DIR) / tiny).lexically_normal();
+    }
+#endif
     const fs::path rel = "models/stories260K/stories260K.bin";
     if (const char * env = std::getenv("CT3_SHARED_DIR"); env != nullptr && *env != '\0') return fs::path(env) / rel;
-    std::error_code ec;
     const fs::path local = fs::absolute("../shared", ec) / rel;
     if (!ec && fs::exists(local, ec)) return local.lexically_normal();
 #ifdef CT3_CLIENT_SOURCE_SHARED
@@ -48,7 +58,7 @@ fs::path default_model_path() {
 
 void add_model_flags(CLI::App & app, ClientSetup & s) {
     app.add_option("-m,--model_path", s.model_path,
-                   "Hugging Face model folder or llama2.c .bin (default: the shared stories260K)");
+                   "Hugging Face model folder or llama2.c .bin (default: $CT3_MODEL, else the shipped models/ct3-tiny)");
     app.add_option("--tokenizer", s.tokenizer, "Tokenizer file or folder (default: beside the model)");
     app.add_option("--device", s.device, "cpu, cuda, cuda:N")->capture_default_str();
     app.add_option("--dtype", s.dtype, "auto | float32 | bfloat16 | float16")->capture_default_str();

@@ -43,8 +43,9 @@ void add_sampling_flags(CLI::App & app, GenerateParams & params, bool & ignore_e
 // options (before any slow load).
 void finalize(ClientSetup & setup);
 
-// The project's default model: the shared folder's stories260K ($CT3_SHARED_DIR, ../shared, or the
-// source tree's ../shared).
+// The project's default model: $CT3_MODEL, else the shipped models/ct3-tiny (under the working
+// directory, else the source tree), else the shared folder's stories260K ($CT3_SHARED_DIR, ../shared,
+// or the source tree's ../shared).
 std::filesystem::path default_model_path();
 
 // The neighbour source for --ttt: the KB folder in-process when --knowledge_base_path is given, else

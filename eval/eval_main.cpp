@@ -40,6 +40,7 @@ struct Options {
     int limit = 0;
     uint64_t seed = 42;
     bool bpb = false;
+    int max_new_tokens_cap = 0;  // 0 = the task's own budget
     bool ignore_eos = false;
     double code_timeout = 3.0;
     std::string log_level;
@@ -130,6 +131,7 @@ int run(Options & o) {
             // (the BOS stays first); a model shorter than the token budget gets half for each.
             const int context = static_cast<int>(loaded.model->max_position_embeddings());
             params.max_new_tokens = std::min(params.max_new_tokens, context / 2);
+            if (o.max_new_tokens_cap > 0) params.max_new_tokens = std::min(params.max_new_tokens, o.max_new_tokens_cap);
             const size_t keep = static_cast<size_t>(std::max(2, context - params.max_new_tokens));
             if (prompt_ids.size() > keep) {
                 const bool bos = loaded.tokenizer->bos_id() >= 0 && prompt_ids.front() == loaded.tokenizer->bos_id();
@@ -211,6 +213,9 @@ int main(int argc, char ** argv) {
     app.add_option("--limit", o.limit, "Items per task (a seeded sample); 0 = all")->capture_default_str();
     app.add_option("--limit_seed", o.seed, "Seed of the --limit sample")->capture_default_str();
     app.add_flag("--bpb", o.bpb, "Also score each item's document in bits per byte, before and after TTT");
+    app.add_option("--max_new_tokens_cap", o.max_new_tokens_cap,
+                   "Cap on new tokens below the task's budget (quick --bpb runs; accuracy then means little)")
+        ->check(CLI::NonNegativeNumber);
     app.add_option("--code_timeout", o.code_timeout, "Seconds per generated program (sandboxed)")
         ->capture_default_str();
     ct3::add_log_flags(app, o.log_level);

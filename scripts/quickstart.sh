@@ -5,10 +5,12 @@
 #   scripts/quickstart.sh "Natalia sold clips to 48 of her friends in April..."
 # Data and models come from ../shared (CT3_SHARED_DIR overrides); the KB is kept in
 # build/quickstart_kb and reused on the next run (CT3_QUICKSTART_KB overrides). The model is the
-# shipped default (stories260K, a real 260K-parameter Llama) until the project trains its own.
+# shipped default, models/ct3-tiny (a 13.8M-parameter Llama the project pretrained on the train
+# splits and Python text: see its README.md); CT3_MODEL or ct3-client -m picks another.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-prompt=${1:-"Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether in April and May?"}
+# ct3-tiny saw GSM8K as "Question: ...\nAnswer: ...": the default prompt uses that layout.
+prompt=${1:-$'Question: Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether in April and May?\nAnswer:'}
 export CT3_EXTRA_PACKAGES="${CT3_EXTRA_PACKAGES:-} curl python3"  # the HTTP query below
 scripts/setup.sh >&2
 shared=${CT3_SHARED_DIR:-../shared}

@@ -7,7 +7,7 @@
 #   scripts/train_ct3_tiny.sh train [BUILD_DIR]   on one GPU (.pt/ct3-tiny carried there):
 #       pretraining (run folder .pt/ct3-tiny/run), then export to models/ct3-tiny
 #
-# Environment: CT3_TINY_STEPS (default 3000), CT3_TINY_BATCH (micro-batch, default 64),
+# Environment: CT3_TINY_STEPS (default 1500), CT3_TINY_BATCH (micro-batch, default 64),
 # CT3_TINY_LR (default 2e-3), CT3_TINY_RUN (run folder, default .pt/ct3-tiny/run), CT3_PYDOC (python3.11-doc's html/_sources; downloaded when unset).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +30,7 @@ data)
 train)
   run=${CT3_TINY_RUN:-$work/run}
   "$pretrain" train --data "$work/tokens" --run "$run" --preset ct3-tiny --seq_len 512 \
-    --micro_batch "${CT3_TINY_BATCH:-64}" --max_steps "${CT3_TINY_STEPS:-3000}" --warmup_steps 200 \
+    --micro_batch "${CT3_TINY_BATCH:-64}" --max_steps "${CT3_TINY_STEPS:-1500}" --warmup_steps 200 \
     --lr "${CT3_TINY_LR:-2e-3}" --eval_every 250 --eval_batches 0 --checkpoint_every 1000 --log_every 50
   "$pretrain" export --run "$run" --tokenizer "$work/tokenizer.model" --out models/ct3-tiny --dtype bfloat16
   ;;

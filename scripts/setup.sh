@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 packages=(build-essential cmake ninja-build pkg-config ccache
           libtorch-dev libfaiss-dev libcpp-httplib-dev nlohmann-json3-dev libsentencepiece-dev
           libcli11-dev libspdlog-dev libgtest-dev libpcre2-dev
+          libgloo-dev  # c10d's Gloo headers: data-parallel pretraining on CPU (ct3-pretrain --nproc)
           libopenblas0-openmp)  # optimised BLAS for FAISS and libtorch, OpenMP-threaded like them
 # Test-only tools come from scripts/test.sh through CT3_EXTRA_PACKAGES.
 read -r -a extra <<< "${CT3_EXTRA_PACKAGES:-}"

@@ -8,10 +8,25 @@
 //   ct3-pretrain train     --data data/tokens --run runs/tiny --preset ct3-tiny --max_steps 2000
 //   ct3-pretrain export    --run runs/tiny --tokenizer data/tok.model --out models/ct3-tiny
 //
+// Data parallel over the GPUs of one host (NCCL, one process per GPU; gloo for CPU processes):
+//
+//   ct3-pretrain train --nproc 8 --data data/tokens --run runs/tiny --preset ct3-tiny ...
+//
+// re-executes the program 8 times with RANK/LOCAL_RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT set (a
+// free loopback port); rank r trains on cuda:r (with --device auto or cuda). The global batch is
+// micro_batch * grad_accum * nproc, so halve --micro_batch or --grad_accum when doubling --nproc to
+// keep a single-GPU run's batch (same results up to float summation order). torchrun works too:
+//
+//   torchrun --standalone --nproc_per_node 8 $(which ct3-pretrain) train --data ... --run ...
+//
+// Only rank 0 writes the run folder and prints the summary; a resume needs the same process count.
+// CT3_DIST_TIMEOUT_S (default 300, or --dist_timeout) bounds rendezvous and collectives.
+//
 // Logs go to stderr, the final summary (JSON) to stdout.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -23,6 +38,7 @@
 #include "models/log.h"
 #include "models/program.h"
 #include "models/pretrain/corpus.h"
+#include "models/pretrain/distributed.h"
 #include "models/pretrain/hf_export.h"
 #include "models/pretrain/model_presets.h"
 #include "models/pretrain/token_shards.h"
@@ -80,6 +96,7 @@ private:
 int main(int argc, char ** argv) {
     CLI::App app{"ct3-pretrain: build a corpus, train a tokenizer, tokenize, pretrain and export a Llama-architecture LM"};
     app.require_subcommand(1);
+    app.fallthrough();  // --log-level also after the subcommand
     std::string log_level;
     ct3::add_log_flags(app, log_level);
 
@@ -134,6 +151,8 @@ int main(int argc, char ** argv) {
     std::string preset = "ct3-tiny";
     ct3::pretrain::ModelOverrides overrides;
     bool restart = false;
+    int nproc = 1;
+    double dist_timeout = 0;
     train_cmd->add_option("--run", run_dir, "Run folder (config, checkpoint, logs)")->required();
     train_cmd->add_option("--data", data_prefix, "Token prefix from `tokenize` (PREFIX_train.json, PREFIX_held_out.json)");
     train_cmd->add_option("--train_data", train.train_data, "Train shard manifest (instead of --data)");
@@ -165,6 +184,12 @@ int main(int argc, char ** argv) {
     train_cmd->add_option("--precision", train.precision, "auto (bf16 autocast on CUDA), bf16 or fp32");
     train_cmd->add_option("--peak_tflops", train.peak_tflops, "Peak TFLOP/s of the device, for MFU");
     train_cmd->add_flag("--restart", restart, "Discard the run folder's checkpoint and start over");
+    train_cmd->add_option("--nproc", nproc, "Data-parallel processes on this host (one per GPU), launched by this program")
+        ->check(CLI::Range(1, 1024));
+    train_cmd->add_option("--dist_timeout", dist_timeout,
+                          "Seconds a rank waits for the others (rendezvous, collectives; default 300, env "
+                          "CT3_DIST_TIMEOUT_S)")
+        ->check(CLI::PositiveNumber);
 
     // export
     auto * export_cmd = app.add_subcommand("export", "Write the Hugging Face model folder of a run");
@@ -209,6 +234,22 @@ int main(int argc, char ** argv) {
             }
             std::cout << out.dump() << "\n";
         } else if (train_cmd->parsed()) {
+            if (dist_timeout > 0) ::setenv("CT3_DIST_TIMEOUT_S", std::to_string(dist_timeout).c_str(), 1);
+            if (nproc > 1) {
+                CT3_CHECK(std::getenv("WORLD_SIZE") == nullptr, ErrorKind::invalid_argument,
+                          "--nproc {} while WORLD_SIZE is set: launch either with --nproc or with torchrun, not both",
+                          nproc);
+                std::vector<std::string> args;  // the same command line without --nproc
+                for (int i = 1; i < argc; ++i) {
+                    const std::string a = argv[i];
+                    if (a == "--nproc") {
+                        ++i;
+                    } else if (a.rfind("--nproc=", 0) != 0) {
+                        args.push_back(a);
+                    }
+                }
+                return ct3::pretrain::launch_local(nproc, args);
+            }
             if (!data_prefix.empty()) {
                 if (train.train_data.empty()) train.train_data = data_prefix.string() + "_train.json";
                 if (train.held_out_data.empty()) train.held_out_data = data_prefix.string() + "_held_out.json";
@@ -222,6 +263,7 @@ int main(int argc, char ** argv) {
             TrainProgress progress(ct3::stderr_is_tty());
             const auto r = ct3::pretrain::train(config, train, run_dir, restart,
                                                 [&](const ct3::pretrain::StepReport & s) { progress(s); });
+            if (ct3::pretrain::DistributedConfig::from_env().rank != 0) return r.interrupted ? 130 : 0;
             std::cout << nlohmann::json({{"run", run_dir.string()},
                                          {"steps", r.steps},
                                          {"tokens", r.tokens},

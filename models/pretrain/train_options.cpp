@@ -16,6 +16,7 @@ void TrainOptions::validate() const {
     positive(seq_len, "seq_len");
     positive(micro_batch, "micro_batch");
     positive(grad_accum, "grad_accum");
+    positive(world_size, "nproc");
     positive(max_steps, "max_steps");
     CT3_CHECK(warmup_steps >= 0 && warmup_steps <= max_steps, ErrorKind::invalid_argument,
               "--warmup_steps must be in [0, max_steps={}] (got {})", max_steps, warmup_steps);
@@ -55,7 +56,8 @@ nlohmann::json to_json(const TrainOptions & o) {
             {"seed", o.seed},
             {"device", o.device},
             {"precision", o.precision},
-            {"peak_tflops", o.peak_tflops}};
+            {"peak_tflops", o.peak_tflops},
+            {"world_size", o.world_size}};
 }
 
 TrainOptions train_options_from_json(const nlohmann::json & j, const std::string & source) {
@@ -83,6 +85,7 @@ TrainOptions train_options_from_json(const nlohmann::json & j, const std::string
         o.device = j.at("device").get<std::string>();
         o.precision = j.at("precision").get<std::string>();
         o.peak_tflops = j.at("peak_tflops").get<double>();
+        o.world_size = j.value("world_size", int64_t{1});  // runs from before data parallel had one process
     } catch (const nlohmann::json::exception & e) {
         fail(ErrorKind::bad_format, "{}: training options: {}", source, e.what());
     }
@@ -93,9 +96,13 @@ void check_resumable(const TrainOptions & saved, const TrainOptions & now, const
     const nlohmann::json a = to_json(saved), b = to_json(now);
     for (const char * key : {"train_data", "held_out_data", "seq_len", "micro_batch", "grad_accum", "warmup_steps",
                              "lr", "min_lr_ratio", "weight_decay", "beta1", "beta2", "eps", "grad_clip", "seed",
-                             "precision"}) {
+                             "precision", "world_size"}) {
         if (a.at(key) != b.at(key)) {
-            fail_hint(ErrorKind::invalid_argument, "pass the original value, or --restart to start over",
+            fail_hint(ErrorKind::invalid_argument,
+                      std::string(key) == "world_size"
+                          ? "world_size is the number of processes (--nproc or WORLD_SIZE): start as many as before, "
+                            "or --restart to start over"
+                          : "pass the original value, or --restart to start over",
                       "{}: --{} was {} when this run started, now {}: a resumed run must continue the same "
                       "computation",
                       source, key, a.at(key).dump(), b.at(key).dump());

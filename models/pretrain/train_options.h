@@ -30,10 +30,14 @@ struct TrainOptions {
     uint64_t seed = 1234;
     std::string device = "auto";  // auto | cpu | cuda | cuda:N
     std::string precision = "auto";  // auto (bf16 autocast on CUDA, fp32 on CPU) | bf16 | fp32
-    double peak_tflops = 989.0;   // for model FLOPs utilisation: H100/H200 SXM dense bf16
+    double peak_tflops = 989.0;   // for model FLOPs utilisation: H100/H200 SXM dense bf16 (per GPU)
+    // Data-parallel processes. Not a flag: train() sets it from the environment (WORLD_SIZE, see
+    // distributed.h); it is recorded so that a resume with another world size (another global
+    // batch) is refused.
+    int64_t world_size = 1;
 
-    // The tokens one optimizer step consumes on one process.
-    int64_t tokens_per_step() const { return micro_batch * grad_accum * seq_len; }
+    // The tokens one optimizer step consumes on all processes together (the global batch).
+    int64_t tokens_per_step() const { return micro_batch * grad_accum * seq_len * world_size; }
     // Throws invalid_argument naming the option when a value is out of range.
     void validate() const;
 };

@@ -11,6 +11,16 @@
 // A run killed at any moment resumes from its last checkpoint when started again with the same
 // options, and the resumed steps equal the uninterrupted run's (same data order, same optimizer state,
 // same RNG); SIGINT/SIGTERM write a checkpoint before exiting.
+//
+// Data parallel (distributed.h): with WORLD_SIZE > 1 in the environment train() is one rank of a
+// job (gloo on CPU, nccl on cuda:LOCAL_RANK). The global batch is micro_batch * grad_accum *
+// world_size, rank r trains on rows r, r+W, ... of it, the gradients are averaged once per optimizer
+// step (before clipping), so the run equals one process with the same global batch up to float
+// summation order. The logged loss is averaged over ranks, token counts are global, evaluation is
+// split over ranks and all-reduced. Only rank 0 writes the run folder (run files, log, plot,
+// checkpoints; the others wait at a barrier after a checkpoint) and sees on_step; every rank
+// resumes from the same checkpoint. A signal on any rank stops all ranks at the next log point
+// (checkpoint written). A resume must use the same number of processes.
 #pragma once
 
 #include <cstdint>

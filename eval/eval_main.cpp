@@ -171,6 +171,11 @@ int run(Options & o) {
                               {"train", r.timings.train_ms},
                               {"generate", r.timings.generate_ms},
                               {"total", r.timings.total_ms}}}});
+                if (task.spec.scoring == Scoring::coqa) {
+                    row["em"] = score.em;
+                    row["f1"] = score.f1;
+                    row["golds"] = item.golds;
+                }
                 if (task.spec.scoring == Scoring::code) {
                     row["execution"] = {{"status", score.execution.status}, {"stderr", score.execution.stderr_text}};
                 }

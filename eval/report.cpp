@@ -62,8 +62,13 @@ nlohmann::json summarize_folder(const fs::path & folder) {
             }
             if (!row.is_object() || !row.contains("correct")) continue;
             n += 1;
-            correct += row.value("correct", false) ? 1 : 0;
-            correct_alt += row.value("correct_alt", false) ? 1 : 0;
+            if (row.contains("em")) {  // coqa: accuracy = em, alt. = f1 (both may be fractional)
+                correct += row.value("em", 0.0);
+                correct_alt += row.value("f1", 0.0);
+            } else {
+                correct += row.value("correct", false) ? 1 : 0;
+                correct_alt += row.value("correct_alt", false) ? 1 : 0;
+            }
             ttt += row.value("ttt", false) ? 1 : 0;
             hits += row.value("cache", std::string()) == "hit" ? 1 : 0;
             if (row.contains("bpb_before") && row.contains("bpb_after")) {
@@ -122,7 +127,7 @@ void write_report(const fs::path & folder, const nlohmann::json & summary) {
         accuracy.emplace_back(name, s["accuracy"].get<double>());
         seconds.emplace_back(name, s["seconds_per_query"].get<double>());
     }
-    md << "\nGSM8K: accuracy = strict-match, alt. = flexible-extract. MathQA/AQuA: accuracy = corrected letter "
+    md << "\nCoQA: accuracy = em, alt. = f1. GSM8K: accuracy = strict-match, alt. = flexible-extract. MathQA/AQuA: accuracy = corrected letter "
           "extraction, alt. = the original's (first A-E anywhere). bpb: bits per byte of each item's question + "
           "solution under the base model and after TTT on its "
           "neighbours.\n\n![accuracy](accuracy.svg)\n![time](time.svg)\n";

@@ -1,10 +1,13 @@
 #include "eval/tasks.h"
 
 #include <cmath>
+#include <cctype>
 #include <cstdlib>
+#include <sstream>
 
 #include "eval/scoring.h"
 #include "kb/json_records.h"
+#include "kb/kb_files.h"
 #include "models/error.h"
 
 namespace fs = std::filesystem;
@@ -108,6 +111,108 @@ Task humaneval(const fs::path & path) {
     return t;
 }
 
+// The strings of a CoQA turn list: Stanford's [{"input_text": ...}, ...] or Hugging Face's
+// {"input_text": [...]}.
+std::vector<std::string> coqa_texts(const nlohmann::json & turns, const std::string & where) {
+    std::vector<std::string> out;
+    if (turns.is_array()) {
+        for (const auto & turn : turns) out.push_back(text_field(turn, "input_text", where));
+    } else if (turns.is_object() && turns.contains("input_text") && turns["input_text"].is_array()) {
+        for (const auto & text : turns["input_text"]) {
+            CT3_CHECK(text.is_string(), ErrorKind::bad_format, "{}: input_text must hold strings", where);
+            out.push_back(text.get<std::string>());
+        }
+    } else {
+        fail(ErrorKind::bad_format, "{}: expected a list of turns with 'input_text' or {{\"input_text\": [...]}}", where);
+    }
+    return out;
+}
+
+// lm-eval 0.4.7 coqa: doc_to_text and doc_to_target (the last turn; additional answers added when
+// they differ case-insensitively).
+EvalItem coqa_item(const nlohmann::json & story, const std::string & id, const std::string & where) {
+    const std::vector<std::string> questions = coqa_texts(story.at("questions"), where + " questions");
+    const std::vector<std::string> answers = coqa_texts(story.at("answers"), where + " answers");
+    CT3_CHECK(!questions.empty() && answers.size() == questions.size(), ErrorKind::bad_format,
+              "{}: {} questions but {} answers (expected the same number, at least one)", where, questions.size(),
+              answers.size());
+    std::string prompt = text_field(story, "story", where) + "\n\n";
+    for (size_t i = 0; i < questions.size(); ++i) {
+        prompt += "Q: " + questions[i] + "\n\n";
+        prompt += i + 1 < questions.size() ? "A: " + answers[i] + "\n\n" : "A:";
+    }
+    std::vector<std::string> golds = {answers.back()};
+    auto lower = [](std::string t) {
+        for (char & c : t) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        return t;
+    };
+    if (story.contains("additional_answers") && story["additional_answers"].is_object()) {
+        for (const auto & [key, turns] : story["additional_answers"].items()) {
+            const std::vector<std::string> extra = coqa_texts(turns, where + " additional_answers " + key);
+            if (extra.size() < questions.size()) continue;
+            const std::string & answer = extra[questions.size() - 1];
+            bool seen = false;
+            for (const auto & g : golds) seen = seen || lower(g) == lower(answer);
+            if (!seen) golds.push_back(answer);
+        }
+    }
+    EvalItem item;
+    item.id = id;
+    item.prompt = prompt;
+    item.gold = golds.front();
+    item.document = prompt + " " + golds.front();  // the story, dialogue and answer (the KB layout)
+    item.golds = std::move(golds);
+    return item;
+}
+
+Task coqa(const fs::path & path) {
+    Task t;
+    t.spec = {"coqa", Scoring::coqa, 256, false, {"\nQ:"}, path};
+    CT3_CHECK(fs::is_regular_file(path), ErrorKind::not_found,
+              "task 'coqa': {} not found. CoQA is not in ../shared/data: give Stanford's coqa-dev-v1.0.json "
+              "or EleutherAI/coqa validation rows (JSONL) as coqa=PATH",
+              path.string());
+    const std::string text = kb::read_whole_file(path, "CoQA file");
+    const size_t first = text.find_first_not_of(" \t\r\n");
+    nlohmann::json whole;
+    bool stanford = false;
+    if (first != std::string::npos && text[first] == '{') {
+        try {
+            whole = nlohmann::json::parse(text);
+            stanford = whole.contains("data");
+        } catch (const nlohmann::json::exception &) {
+            stanford = false;  // JSON Lines: one story object per line
+        }
+    }
+    if (stanford) {
+        CT3_CHECK(whole["data"].is_array(), ErrorKind::bad_format, "{}: field 'data' must be a list of stories",
+                  path.string());
+        for (size_t i = 0; i < whole["data"].size(); ++i) {
+            const auto & story = whole["data"][i];
+            const std::string where = fmt::format("{} data[{}]", path.string(), i);
+            const std::string id = story.contains("id") && story["id"].is_string() ? story["id"].get<std::string>()
+                                                                                    : std::to_string(i);
+            t.items.push_back(coqa_item(story, "coqa/" + id, where));
+        }
+    } else {
+        std::istringstream in(text);
+        std::string line;
+        for (int64_t row = 0, line_no = 1; std::getline(in, line); ++line_no) {
+            if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+            const std::string where = fmt::format("{} line {}", path.string(), line_no);
+            nlohmann::json story;
+            try {
+                story = nlohmann::json::parse(line);
+            } catch (const nlohmann::json::exception & e) {
+                fail(ErrorKind::bad_format, "{}: not JSON ({})", where, e.what());
+            }
+            t.items.push_back(coqa_item(story, "coqa/" + std::to_string(row++), where));
+        }
+    }
+    CT3_CHECK(!t.items.empty(), ErrorKind::bad_format, "{}: no CoQA stories", path.string());
+    return t;
+}
+
 }  // namespace
 
 std::vector<std::string> builtin_tasks() {
@@ -129,6 +234,7 @@ Task load_task(const std::string & spec, const fs::path & data_root) {
         if (name == "gsm8k") return gsm8k(path);
         if (name == "mbpp") return mbpp(path);
         if (name == "humaneval") return humaneval(path);
+        if (name == "coqa") return coqa(path);
         return llm_adapters(name, path, letter || name == "mathqa" || name == "aqua");
     }
     const fs::path la = data_root / "llm_adapters" / "dataset";
@@ -139,6 +245,7 @@ Task load_task(const std::string & spec, const fs::path & data_root) {
     if (spec == "aqua") return llm_adapters("aqua", la / "AQuA" / "test.json", true);
     if (spec == "mbpp") return mbpp(data_root / "mbpp" / "mbpp_test.jsonl");
     if (spec == "humaneval") return humaneval(data_root / "humaneval" / "HumanEval.jsonl");
+    if (spec == "coqa") return coqa(data_root / "coqa" / "coqa-dev-v1.0.json");  // absent from ../shared/data
     fail(ErrorKind::invalid_argument, "unknown task '{}' (expected one of: {}, or NAME=PATH[:letter])", spec,
          fmt::join(builtin_tasks(), ", "));
 }
@@ -174,6 +281,17 @@ ItemScore score_output(const Task & task, const EvalItem & item, const std::stri
             s.extracted = item.prompt + truncate_at_stop_words(output, task.spec.stop_strings);
             s.execution = run_python_sandboxed(s.extracted + "\n" + item.test_code, limits);
             s.correct = s.execution.status == "passed";
+            s.correct_alt = s.correct;
+            break;
+        }
+        case Scoring::coqa: {
+            s.extracted = coqa_prediction(truncate_at_stop_words(output, task.spec.stop_strings));
+            const EmF1 scores = coqa_scores(s.extracted, item.golds.empty() ? std::vector<std::string>{item.gold}
+                                                                            : item.golds);
+            s.em = scores.em;
+            s.f1 = scores.f1;
+            s.correct = scores.em >= 1.0;
+            s.extracted_alt = s.extracted;
             s.correct_alt = s.correct;
             break;
         }

@@ -6,6 +6,9 @@
 //   mathqa, aqua                        LLM-Adapters test.json, option letter
 //   mbpp       bigcode: '"""\n{text}\n{test_list[0]}\n"""\n', 512 tokens in all, stop words, asserts
 //   humaneval  bigcode: prompt.strip(), 512 tokens in all, stop words, check(entry_point)
+//   coqa       lm-eval 0.4.7 `coqa`: one item per story, the story and every earlier turn, ending
+//              "Q: {last q}\n\nA:"; stop "\nQ:"; em / f1 against the last turn's answers (coqa=PATH:
+//              Stanford's coqa-dev-v1.0.json or the Hugging Face EleutherAI/coqa rows as JSONL)
 // Any other LLM-Adapters-format file (AddSub, SingleEq, MultiArith, ...) loads as NAME=PATH with
 // numeric scoring, or NAME=PATH:letter for multiple choice.
 #pragma once
@@ -18,7 +21,7 @@
 
 namespace ct3::eval {
 
-enum class Scoring { gsm8k, number, option_letter, code };
+enum class Scoring { gsm8k, number, option_letter, code, coqa };
 
 struct TaskSpec {
     std::string name;
@@ -35,6 +38,7 @@ struct EvalItem {
     std::string gold;        // the answer (gsm8k: text after ####; letter; number as text; code: "")
     std::string document;    // the held-out text for bits per byte (question + solution)
     std::string test_code;   // code tasks: appended after the completion to check it
+    std::vector<std::string> golds;  // coqa: every valid answer of the last turn (gold = the first)
 };
 
 struct Task {
@@ -54,6 +58,7 @@ struct ItemScore {
     std::string extracted_alt;       // gsm8k: flexible-extract; option letters: the original's
     bool correct_alt = false;
     SandboxResult execution;         // code tasks
+    double em = 0, f1 = 0;           // coqa (em may be fractional: lm-eval's leave-one-out mean)
 };
 
 // Scores one generated output (new text only).

@@ -111,3 +111,58 @@ TEST(EvalTasks, BadSpecsAndFilesAreNamed) {
     EXPECT_EQ(mc.spec.scoring, Scoring::option_letter);
     EXPECT_TRUE(score_output(mc, mc.items[0], "The answer is (B)").correct);
 }
+
+// CoQA from a fixture written from Stanford's coqa-dev-v1.0.json schema (CoQA itself is not in
+// ../shared/data): lm-eval 0.4.7's doc_to_text / doc_to_target and its em/f1.
+TEST(EvalTasks, CoqaPromptsGoldsAndScores) {
+    const auto fixture = ct3::test::data_dir() / "eval" / "coqa_dev_fixture.json";
+    Task t = load_task("coqa=" + fixture.string(), {});
+    EXPECT_EQ(t.spec.scoring, Scoring::coqa);
+    EXPECT_EQ(t.spec.stop_strings, std::vector<std::string>{"\nQ:"});
+    ASSERT_EQ(t.items.size(), 2u);
+    const EvalItem & first = t.items[0];
+    EXPECT_EQ(first.id, "coqa/fixture-story-1");
+    EXPECT_EQ(first.prompt,
+              "Once upon a time, in a barn near a farm house, there lived a little white kitten named Cotton. Cotton "
+              "lived high up in a nice warm place above the barn.\n\nQ: What color was Cotton?\n\nA: white\n\nQ: "
+              "Where did she live?\n\nA:");
+    // The last turn's answer, then additional answers that differ case-insensitively ("In a barn" does not).
+    EXPECT_EQ(first.golds, (std::vector<std::string>{"in a barn", "above the barn"}));
+    EXPECT_EQ(first.document, first.prompt + " in a barn");
+    EXPECT_EQ(t.items[1].golds, std::vector<std::string>{"It was formally established in 1475"});
+
+    // Prediction = first line of the output cut at "\nQ:"; leave-one-out over two golds: each gold is
+    // scored against the other, so "in a barn" gets em 0.5 (right against one, wrong against the other).
+    ItemScore s = score_output(t, first, " in a barn\n\nQ: Who?");
+    EXPECT_EQ(s.extracted, "in a barn");
+    EXPECT_DOUBLE_EQ(s.em, 0.5);
+    EXPECT_DOUBLE_EQ(s.f1, 0.5 * (1.0 + 2.0 * 0.5 * 0.5 / 1.0));  // f1("in a barn", "above the barn") = 0.5
+    EXPECT_FALSE(s.correct);
+    // One gold: SQuAD normalisation (articles, punctuation, case) and token f1.
+    ItemScore exact = score_output(t, t.items[1], " It was formally established in 1475.");
+    EXPECT_DOUBLE_EQ(exact.em, 1.0);
+    EXPECT_TRUE(exact.correct);
+    ItemScore partial = score_output(t, t.items[1], "in 1475");
+    EXPECT_DOUBLE_EQ(partial.em, 0.0);
+    EXPECT_NEAR(partial.f1, 2 * (2.0 / 2) * (2.0 / 6) / (1 + 2.0 / 6), 1e-12);
+
+    // Hugging Face EleutherAI/coqa rows (JSON Lines, turns as {"input_text": [...]}) give the same items.
+    ct3::test::TempDir tmp;
+    ct3::test::write_file(tmp.path() / "coqa.jsonl",
+                          R"({"story": "S.", "questions": {"input_text": ["Q1?", "Q2?"]}, "answers": {"input_text": ["a1", "a2"]}, "additional_answers": {"0": {"input_text": ["x", "A2"]}}})"
+                          "\n");
+    Task hf = load_task("coqa=" + (tmp.path() / "coqa.jsonl").string(), {});
+    ASSERT_EQ(hf.items.size(), 1u);
+    EXPECT_EQ(hf.items[0].prompt, "S.\n\nQ: Q1?\n\nA: a1\n\nQ: Q2?\n\nA:");
+    EXPECT_EQ(hf.items[0].golds, std::vector<std::string>{"a2"});
+    // Absent data and malformed stories are named.
+    try {
+        load_task("coqa", tmp.path());
+        FAIL();
+    } catch (const ct3::Error & e) {
+        EXPECT_NE(std::string(e.what()).find("coqa-dev-v1.0.json"), std::string::npos) << e.what();
+    }
+    ct3::test::write_file(tmp.path() / "bad.jsonl", R"({"story": "S.", "questions": {"input_text": ["Q1?"]}, "answers": {"input_text": []}})"
+                                                    "\n");
+    EXPECT_THROW(load_task("coqa=" + (tmp.path() / "bad.jsonl").string(), {}), ct3::Error);
+}

@@ -5,6 +5,7 @@
 //   ct3-build-kb --datasets all --index "IVF256,Flat" --on_disk --save_dir kb --overwrite
 //   ct3-build-kb --datasets mydata.jsonl --template "{question} {answer}" --embedder path/to/all-MiniLM-L6-v2
 //
+// Texts overlapping the data root's evaluation sets are dropped (--keep_test_overlap keeps them).
 // A killed build resumes when run again with the same arguments (--restart discards it). Progress
 // goes to stderr (a bar on a terminal, else a log line every ~5 s); the manifest summary JSON goes
 // to stdout at the end. Test hook: CT3_BUILD_KB_KILL_AFTER_SHARDS=N makes the process SIGKILL
@@ -74,12 +75,15 @@ nlohmann::json summary(const ct3::kb::BuildOptions & o, const ct3::kb::BuildRepo
                             {"rows", d["rows"]},
                             {"entries", d["entries"]},
                             {"duplicates", d["duplicates"]},
+                            {"test_overlap", d["test_overlap"]},
                             {"empty", d["empty"]}});
     return {{"save_dir", o.save_dir.string()},
             {"count", m["count"]},
             {"dim", m["dim"]},
             {"duplicates", m["duplicates"]},
             {"empty", m["empty"]},
+            {"decontaminated", m["decontaminated"]},
+            {"test_overlap", m["test_overlap"]},
             {"datasets", datasets},
             {"index", m["index"]},
             {"embedder", m["embedder"]},
@@ -114,6 +118,11 @@ int main(int argc, char ** argv) {
         ->capture_default_str();
     auto * limit = app.add_option("--limit", o.limit_per_dataset, "Take only the first N records of each dataset (0 = all)")
                        ->capture_default_str();
+    bool keep_test_overlap = false;
+    app.add_flag("--keep_test_overlap,--keep-test-overlap", keep_test_overlap,
+                 "Keep texts that overlap the evaluation sets of the data root (exact or 13-gram; dropped by default, "
+                 "since a KB holding test items hands TTT retrieval the answers). Only for a KB used on something "
+                 "other than our evaluation");
     app.add_flag("--debug", debug, "Same as --limit 100 (the original's --debug)")->excludes(limit);
     app.add_option("--shard_size,--shard-size", o.shard_size, "Texts per resumable shard (fsynced and recorded)")
         ->capture_default_str();
@@ -127,6 +136,7 @@ int main(int argc, char ** argv) {
     return ct3::run_program("ct3-build-kb", [&] {
         ct3::log_init(log_level);
         if (debug) o.limit_per_dataset = 100;
+        o.decontaminate = !keep_test_overlap;
         o.data_root = data_root;
         o.save_dir = save_dir;
         o.args.assign(argv, argv + argc);
@@ -134,9 +144,10 @@ int main(int argc, char ** argv) {
         const ct3::kb::BuildReport report =
             ct3::kb::build_kb(o, [&](const ct3::kb::BuildProgress & p) { progress(p); });
         const auto & m = report.manifest;
-        ct3::logger("kb")->info("built '{}': {} texts, dim {}, {} duplicates dropped, {:.1f} s, {:.0f} texts/s embedded",
+        ct3::logger("kb")->info("built '{}': {} texts, dim {}, {} test-set overlaps and {} duplicates dropped, "
+                                "{:.1f} s, {:.0f} texts/s embedded",
                                 o.save_dir.string(), m["count"].get<int64_t>(), m["dim"].get<int64_t>(),
-                                m["duplicates"].get<int64_t>(), report.seconds,
+                                m["test_overlap"].get<int64_t>(), m["duplicates"].get<int64_t>(), report.seconds,
                                 m["build"]["texts_per_second"].get<double>());
         std::cout << summary(o, report).dump(2) << std::endl;
         return 0;

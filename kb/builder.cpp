@@ -1,5 +1,6 @@
-// build_kb: datasets -> deduplicated texts -> embeddings (in resumable shards) -> FAISS index ->
-// KB folder (format in knowledge_base.h), written in `<save_dir>.partial/` and renamed into place.
+// build_kb: datasets -> decontaminated, deduplicated texts -> embeddings (in resumable shards) ->
+// FAISS index -> KB folder (format in knowledge_base.h), written in `<save_dir>.partial/` and renamed
+// into place.
 #include "kb/builder.h"
 
 #include <chrono>
@@ -156,10 +157,14 @@ BuildReport build_kb(const BuildOptions & options, const std::function<void(cons
     const fs::path data_root = options.data_root.empty() ? default_data_root() : options.data_root;
 
     // 1. Texts.
-    BuildInputs inputs = read_build_inputs(options.datasets, data_root, options.text_template, options.limit_per_dataset);
+    BuildInputs inputs = read_build_inputs(options.datasets, data_root, options.text_template,
+                                           options.limit_per_dataset, options.decontaminate);
     const int64_t n = inputs.size();
-    log->info("{} texts from {} datasets ({} duplicates and {} empty texts dropped)", n, inputs.sources.size(),
-              inputs.duplicates, inputs.empty);
+    log->info("{} texts from {} datasets ({} overlapping evaluation sets, {} duplicates and {} empty texts dropped)", n,
+              inputs.sources.size(), inputs.test_overlap, inputs.duplicates, inputs.empty);
+    if (!options.decontaminate)
+        log->warn("--keep_test_overlap: texts overlapping the evaluation sets are kept; scores measured with this KB "
+                  "(TTT retrieval) can be contaminated");
 
     // 2. Embedder (the hashed one is fitted on exactly these texts: deterministic, so a resumed
     // build refits to the same state).
@@ -198,6 +203,8 @@ BuildReport build_kb(const BuildOptions & options, const std::function<void(cons
         {"embedder", hashed ? options.embedder : fs::absolute(options.embedder).lexically_normal().string()},
         {"embedder_identity", identity},
         {"limit", options.limit_per_dataset},
+        // The evaluation sets checked (names and record counts) change which texts are kept, too.
+        {"decontamination", decontamination_json(inputs)},
         {"shard_size", options.shard_size},
         {"index", options.index_factory},
         {"on_disk", options.on_disk_lists},
@@ -310,6 +317,9 @@ BuildReport build_kb(const BuildOptions & options, const std::function<void(cons
                      {"datasets", sources_json(inputs)},
                      {"duplicates", inputs.duplicates},
                      {"empty", inputs.empty},
+                     {"decontaminated", inputs.decontaminated},
+                     {"test_overlap", inputs.test_overlap},
+                     {"decontamination", decontamination_json(inputs)},
                      {"files", files},
                      {"build",
                       {{"seconds", seconds},

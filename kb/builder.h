@@ -1,10 +1,12 @@
-// KB builder: datasets -> deduplicated texts -> embeddings -> FAISS index -> KB folder.
+// KB builder: datasets -> decontaminated, deduplicated texts (kb/build_inputs.h) -> embeddings ->
+// FAISS index -> KB folder.
 //
 // The build works in `<save_dir>.partial/` and renames it to save_dir only when complete, so a
 // reader never sees a half-written KB. Texts are embedded in shards of `shard_size`; each finished
 // shard is fsynced and recorded in the partial folder's progress file, and a killed build run again
 // with the same arguments resumes after the last complete shard (no duplicates, no gaps). Arguments
-// that change the result (datasets, files, template, embedder, limit, shard size) are fingerprinted;
+// that change the result (datasets, files, template, embedder, limit, shard size, decontamination
+// and the evaluation sets it checked) are fingerprinted;
 // resuming with different ones is refused with a hint to pass restart.
 #pragma once
 
@@ -29,6 +31,8 @@ struct BuildOptions {
     bool on_disk_lists = false;          // IVF only: inverted lists in index.ivfdata, mmapped at load
     int64_t train_size = 0;              // IVF/PQ training sample (0 = all, capped by FAISS advice)
     int64_t limit_per_dataset = 0;       // 0 = all records (the original's --debug took 100)
+    bool decontaminate = true;           // drop texts overlapping the data root's evaluation sets
+                                         // (off: --keep_test_overlap, for a KB not used on our evaluation)
     int64_t shard_size = 4096;
     std::filesystem::path save_dir = "knowledge_base";
     bool overwrite = false;              // replace an existing save_dir

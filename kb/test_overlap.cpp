@@ -1,14 +1,15 @@
-#include "models/pretrain/test_overlap.h"
+#include "kb/test_overlap.h"
 
 #include <algorithm>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "kb/json_records.h"
 #include "models/error.h"
 #include "models/log.h"
 
-namespace ct3::pretrain {
+namespace ct3::kb {
 
 namespace {
 
@@ -192,25 +193,28 @@ uint32_t TestSetIndex::set_id(const std::string & name, const fs::path & path) {
 }
 
 size_t TestSetIndex::load_data_root(const fs::path & data_root) {
-    auto log = logger("pretrain");
+    auto log = logger("kb");
     size_t loaded = 0;
     std::vector<std::string> fields;
+    std::vector<std::string> missing;
     for (const EvalSetSpec & spec : evaluation_sets()) {
         const fs::path path = data_root / spec.path;
         std::error_code ec;
         if (!fs::is_regular_file(path, ec)) {
-            log->warn("test-set overlap: evaluation set '{}' not found under '{}'; it is not checked", spec.path,
-                      data_root.string());
+            missing.push_back(spec.path);
             continue;
         }
-        kb::for_each_json_record(path, [&](kb::JsonRecord && record) {
-            const std::string text = record_text(record.value, spec, kb::record_location(path, record), fields);
+        for_each_json_record(path, [&](JsonRecord && record) {
+            const std::string text = record_text(record.value, spec, record_location(path, record), fields);
             add_document(text, spec.path, record.row, fields);
             return true;
         });
         sets_[set_id(spec.path, path)].path = path;
         ++loaded;
     }
+    if (!missing.empty())
+        log->warn("test-set overlap: {} of {} evaluation sets not found under '{}', so not checked: {}", missing.size(),
+                  evaluation_sets().size(), data_root.string(), fmt::format("{}", fmt::join(missing, ", ")));
     log->info("test-set overlap: {} evaluation sets, {} records, {} distinct {}-grams", loaded, refs_.size(),
               shingles_.size(), ngram_);
     return loaded;
@@ -266,4 +270,4 @@ Overlap TestSetIndex::check(std::string_view doc) const {
     return out;
 }
 
-}  // namespace ct3::pretrain
+}  // namespace ct3::kb

@@ -1,6 +1,8 @@
-// Test-set overlap detection for the pretraining corpus: a corpus that contains an evaluation item
-// (or a long piece of one) makes every score measured on that item meaningless, so every corpus
-// document is checked against the evaluation sets of the data root before it is written.
+// Test-set overlap detection, used by the KB builder (kb/build_inputs.h) and the pretraining corpus
+// (models/pretrain/corpus.h): a KB or corpus that contains an evaluation item (or a long piece of one)
+// makes every score measured on that item meaningless (TTT retrieval would hand the model the test
+// question with its answer), so every text is checked against the evaluation sets of the data root
+// before it is kept.
 //
 // Normalisation: ASCII letters are lower-cased and text is split into words at every byte that is not
 // an ASCII letter or digit (Unicode spaces, dashes and quotes, U+2000..U+207F and U+00A0, split too;
@@ -21,10 +23,10 @@
 #include <unordered_map>
 #include <vector>
 
-namespace ct3::pretrain {
+namespace ct3::kb {
 
 // A stable 64-bit hash of bytes (FNV-1a, seeded, with a splitmix64 finaliser). Same value on every
-// platform and run, so corpus splits that depend on it are reproducible.
+// platform and run, so corpus splits (models/pretrain/corpus.h) that depend on it are reproducible.
 uint64_t hash_bytes(std::string_view bytes, uint64_t seed = 0);
 
 // The normalised words of `text` joined by single spaces ("Hello,  World!" -> "hello world").
@@ -63,7 +65,7 @@ public:
     explicit TestSetIndex(int ngram = 13);
 
     // Adds every evaluation set of evaluation_sets() present under `data_root`; absent ones are
-    // logged (warn) and skipped. Returns how many sets were loaded. Throws ct3::Error naming file,
+    // skipped and named in one warning. Returns how many sets were loaded. Throws ct3::Error naming file,
     // record and field on malformed records.
     size_t load_data_root(const std::filesystem::path & data_root);
 
@@ -96,4 +98,4 @@ private:
     std::unordered_map<uint64_t, uint32_t> documents_;  // normalised-document hash -> record
 };
 
-}  // namespace ct3::pretrain
+}  // namespace ct3::kb

@@ -18,8 +18,10 @@ kb=${CT3_QUICKSTART_KB:-build/quickstart_kb}
 py=/usr/bin/python3
 
 # 1. The knowledge base (hashed embedder: no weights to download). Resumes if interrupted.
-if [ ! -f "$kb/manifest.json" ]; then
-  build/kb/ct3-build-kb --datasets all --data_root "$shared/data" --save_dir "$kb" >/dev/null
+# A KB from before decontamination (no "decontaminated": true in its manifest) holds test items:
+# it is rebuilt.
+if [ ! -f "$kb/manifest.json" ] || ! grep -q '"decontaminated": *true' "$kb/manifest.json"; then
+  build/kb/ct3-build-kb --datasets all --data_root "$shared/data" --save_dir "$kb" --overwrite >/dev/null
 fi
 
 # 2. The retrieval server on a free loopback port, stopped (SIGTERM, drained) on exit.

@@ -1,6 +1,8 @@
 // build_kb end to end on small real datasets (JSONL files read by the template reader), the real
-// hashed embedder and real FAISS indexes: contents, deduplication, embeddings, index types,
-// overwrite protection, fingerprints and resuming an interrupted build.
+// hashed embedder and real FAISS indexes: contents, deduplication, decontamination against the
+// evaluation sets, embeddings, index types, overwrite protection, fingerprints and resuming an
+// interrupted build.
+#include <cctype>
 #include <cstring>
 #include <stdexcept>
 
@@ -9,6 +11,7 @@
 #include "kb/builder.h"
 #include "kb/knowledge_base.h"
 #include "kb/retriever.h"
+#include "kb/test_overlap.h"
 #include "models/embedder.h"
 #include "models/error.h"
 #include "models/hashed_embedder.h"
@@ -66,6 +69,10 @@ TEST_F(KbBuild, BuildsDeduplicatedKbThatOpensWithTheRightEntries) {
     EXPECT_EQ(m["dim"], 64);
     EXPECT_EQ(m["duplicates"], data.expected_duplicates_alpha() + data.expected_duplicates_beta());
     EXPECT_EQ(m["empty"], data.expected_empty());
+    // The fixture's data root holds no evaluation set: checked, nothing dropped.
+    EXPECT_EQ(m["decontaminated"], true);
+    EXPECT_EQ(m["test_overlap"], 0);
+    EXPECT_EQ(m["decontamination"]["test_sets"].size(), 0u);
     ASSERT_EQ(m["datasets"].size(), 2u);
     EXPECT_EQ(m["datasets"][0]["name"], "alpha");
     EXPECT_EQ(m["datasets"][0]["rows"], 300);
@@ -296,6 +303,128 @@ TEST_F(KbBuild, UnknownDatasetAndMissingTemplateAreClearErrors) {
     EXPECT_NE(error_of([&] { ct3::kb::build_kb(options); }).find("given twice"), std::string::npos);
     options.datasets = {};
     EXPECT_NE(error_of([&] { ct3::kb::build_kb(options); }).find("--datasets"), std::string::npos);
+}
+
+// A data root with a two-record gsm8k/test.jsonl and a train file holding one test item verbatim,
+// one with other case and whitespace, one embedding a 13-word piece of a test question, and clean
+// records.
+class KbDecontamination : public KbBuild {
+protected:
+    void SetUp() override {
+        const fs::path root = tmp.path() / "root";
+        const nlohmann::json tests[] = {
+            {{"question", "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips "
+                          "in May. How many clips did Natalia sell altogether in April and May?"},
+             {"answer", "Natalia sold 48/2 = 24 clips in May.\n#### 72"}},
+            {{"question", "Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of "
+                          "babysitting. How much did she earn?"},
+             {"answer", "Weng earns 12/60 = $0.2 per minute.\n#### 10"}}};
+        fs::create_directories(root / "gsm8k");
+        ct3::test::write_file(root / "gsm8k" / "test.jsonl", tests[0].dump() + "\n" + tests[1].dump() + "\n");
+        const std::string q0 = tests[0]["question"], a0 = tests[0]["answer"], q1 = tests[1]["question"];
+        std::string shouted = q1;
+        for (char & c : shouted) c = char(std::toupper(static_cast<unsigned char>(c)));
+        const std::vector<std::pair<std::string, std::string>> train = {
+            {"A baker made 30 loaves and sold 12 of them.", "18 loaves are left."},     // clean, row 0
+            {q0, a0},                                                                   // verbatim, row 1
+            {"Tom has 5 red pens and 7 blue pens.", "He has 12 pens."},                // clean, row 2
+            {"  " + shouted + "\n\n", ""},                                              // case/space, row 3
+            {"Warm-up: " + q0.substr(0, q0.find(" How many")) + " Count them.", "Ok."},  // 13-gram, row 4
+            {"A train travels 60 miles in 1.5 hours.", "Its speed is 40 miles per hour."}};  // clean, row 5
+        std::string lines;
+        for (const auto & [q, a] : train) lines += nlohmann::json{{"q", q}, {"a", a}}.dump() + "\n";
+        ct3::test::write_file(root / "mixed.jsonl", lines);
+        for (const size_t row : {size_t(0), size_t(2), size_t(5)})
+            clean_.push_back(train[row].first + " " + train[row].second);
+    }
+
+    BuildOptions options(const std::string & name) const {
+        BuildOptions o;
+        o.datasets = {(tmp.path() / "root" / "mixed.jsonl").string()};
+        o.data_root = tmp.path() / "root";
+        o.text_template = "{q} {a}";
+        o.embedder = "hashed:dim=32";
+        o.shard_size = 2;
+        o.save_dir = out(name);
+        return o;
+    }
+
+    std::vector<std::string> clean_;
+};
+
+TEST_F(KbDecontamination, DropsTestItemsExactlyAndByNgramAndCountsThem) {
+    const auto report = ct3::kb::build_kb(options("kb"));
+    const auto & m = report.manifest;
+    EXPECT_EQ(m["decontaminated"], true);
+    EXPECT_EQ(m["test_overlap"], 3);
+    EXPECT_EQ(m["count"], 3);
+    EXPECT_EQ(m["duplicates"], 0);
+    ASSERT_EQ(m["datasets"].size(), 1u);
+    EXPECT_EQ(m["datasets"][0]["rows"], 6);
+    EXPECT_EQ(m["datasets"][0]["entries"], 3);
+    EXPECT_EQ(m["datasets"][0]["test_overlap"], 3);
+    EXPECT_EQ(m["datasets"][0]["test_overlap_by_set"], nlohmann::json({{"gsm8k/test.jsonl", 3}}));
+    EXPECT_EQ(m["decontamination"]["ngram"], 13);
+    ASSERT_EQ(m["decontamination"]["test_sets"].size(), 1u);
+    EXPECT_EQ(m["decontamination"]["test_sets"][0], nlohmann::json({{"name", "gsm8k/test.jsonl"}, {"records", 2}}));
+
+    auto kb = KnowledgeBase::open(out("kb"));
+    ASSERT_EQ(kb->size(), 3);
+    const int64_t rows[] = {0, 2, 5};  // ids stay contiguous; rows name the kept records
+    for (int64_t id = 0; id < 3; ++id) {
+        EXPECT_EQ(kb->text(id), clean_[size_t(id)]);
+        EXPECT_EQ(kb->entry(id).row, rows[id]);
+    }
+}
+
+TEST_F(KbDecontamination, KeepTestOverlapKeepsThemAndDoesNotResumeADecontaminatedBuild) {
+    auto options = this->options("kb");
+    EXPECT_THROW(ct3::kb::build_kb(options, interrupt_after(2)), std::runtime_error);
+    options.decontaminate = false;  // --keep_test_overlap
+    const std::string message = error_of([&] { ct3::kb::build_kb(options); });
+    EXPECT_NE(message.find("decontamination"), std::string::npos) << message;
+    EXPECT_NE(message.find("--restart"), std::string::npos) << message;
+    options.restart = true;
+    const auto report = ct3::kb::build_kb(options);
+    const auto & m = report.manifest;
+    EXPECT_EQ(m["decontaminated"], false);
+    EXPECT_EQ(m["test_overlap"], 0);
+    EXPECT_EQ(m["count"], 6);
+    EXPECT_EQ(m["datasets"][0]["test_overlap"], 0);
+    EXPECT_EQ(m["decontamination"]["test_sets"].size(), 0u);
+}
+
+// llm_adapters/math_data.json is mostly GSM8K/SVAMP/MAWPS/AQuA test items: its first 400 records
+// lose many, and no kept text overlaps any evaluation set of ../shared/data.
+TEST(KbDecontaminationShared, MathDataKeepsNoTestItem) {
+    CT3_REQUIRE_SHARED();
+    const fs::path data_root = ct3::test::shared_dir() / "data";
+    if (!fs::exists(data_root / "llm_adapters" / "math_data.json")) GTEST_SKIP() << "math_data.json not found";
+    ct3::test::TempDir tmp;
+    BuildOptions options;
+    options.datasets = {"math_data"};
+    options.data_root = data_root;
+    options.embedder = "hashed:dim=32";
+    options.limit_per_dataset = 400;
+    options.save_dir = tmp.path() / "kb";
+    const auto report = ct3::kb::build_kb(options);
+    const auto & m = report.manifest;
+    EXPECT_GT(m["test_overlap"].get<int64_t>(), 100);
+    EXPECT_EQ(m["datasets"][0]["rows"], 400);
+    EXPECT_EQ(m["count"].get<int64_t>() + m["test_overlap"].get<int64_t>() + m["duplicates"].get<int64_t>() +
+                  m["empty"].get<int64_t>(),
+              400);
+    EXPECT_EQ(m["decontamination"]["test_sets"].size(), ct3::kb::evaluation_sets().size());
+
+    ct3::kb::TestSetIndex index(13);
+    ASSERT_GT(index.load_data_root(data_root), 0u);
+    auto kb = KnowledgeBase::open(tmp.path() / "kb");
+    ASSERT_GT(kb->size(), 0);
+    for (int64_t id = 0; id < kb->size(); ++id) {
+        const auto overlap = index.check(kb->text(id));
+        EXPECT_FALSE(overlap.found()) << "entry " << id << " overlaps " << overlap.test_set << " record "
+                                      << overlap.test_row << ": " << overlap.match;
+    }
 }
 
 }  // namespace

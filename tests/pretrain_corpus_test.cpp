@@ -1,4 +1,4 @@
-// Pretraining corpus builder (models/pretrain/corpus.h, test_overlap.h): planted evaluation items
+// Pretraining corpus builder (models/pretrain/corpus.h, kb/test_overlap.h): planted evaluation items
 // are caught by the overlap check and never reach the corpus, evaluation files are refused as
 // sources, the held-out split and the output are deterministic, and the real train splits of
 // ../shared/data leave a corpus with no overlap with any evaluation set.
@@ -14,18 +14,18 @@
 
 #include <nlohmann/json.hpp>
 
+#include "kb/test_overlap.h"
 #include "models/error.h"
 #include "models/pretrain/corpus.h"
-#include "models/pretrain/test_overlap.h"
 #include "tests/test_support.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
+using ct3::kb::TestSetIndex;
 using ct3::pretrain::CorpusOptions;
 using ct3::pretrain::CorpusStats;
-using ct3::pretrain::TestSetIndex;
 using ct3::pretrain::TextRoot;
 using ct3::test::read_file;
 using ct3::test::TempDir;
@@ -136,8 +136,8 @@ CorpusOptions planted_options(const TextRoot & root) {
 }
 
 TEST(PretrainOverlap, NormalisationIgnoresCasePunctuationAndWhitespace) {
-    EXPECT_EQ(ct3::pretrain::normalise_text("Hello,  World!\n 48/2=24 Janet\xe2\x80\x99s"), "hello world 48 2 24 janet s");
-    EXPECT_EQ(ct3::pretrain::normalise_text(" \t.,;"), "");
+    EXPECT_EQ(ct3::kb::normalise_text("Hello,  World!\n 48/2=24 Janet\xe2\x80\x99s"), "hello world 48 2 24 janet s");
+    EXPECT_EQ(ct3::kb::normalise_text(" \t.,;"), "");
     TestSetIndex index(3);
     index.add_document("the quick brown fox jumps", "toy", 0);
     index.add_document("short item", "toy", 1);
@@ -159,7 +159,7 @@ TEST(PretrainOverlap, NormalisationIgnoresCasePunctuationAndWhitespace) {
 
 TEST_F(PretrainCorpus, OverlapCatchesPlantedTestItemsAndPassesCleanText) {
     REQUIRE_SHARED_DATA();
-    ASSERT_EQ(index_->sets().size(), ct3::pretrain::evaluation_sets().size());
+    ASSERT_EQ(index_->sets().size(), ct3::kb::evaluation_sets().size());
     const json gsm = first_record(shared_data() / "gsm8k" / "test.jsonl");
     const std::string question = gsm["question"].get<std::string>();
 

@@ -10,10 +10,10 @@
 
 #include "kb/builder.h"
 #include "kb/kb_files.h"
+#include "kb/test_overlap.h"
 #include "models/error.h"
 #include "models/log.h"
 #include "models/pretrain/corpus_sources.h"
-#include "models/pretrain/test_overlap.h"
 #include "models/sha256.h"
 
 namespace ct3::pretrain {
@@ -22,6 +22,9 @@ namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
+using kb::Overlap;
+using kb::TestSetIndex;
+using kb::TestSetInfo;
 
 // A JSONL output written under a temp name and renamed into place by commit(), hashed as it goes.
 // Destroyed without commit() (an error), it removes the temp file and leaves the old output alone.
@@ -133,7 +136,7 @@ void add_to(SourceStats & total, const SourceStats & s) {
 }  // namespace
 
 bool is_held_out(const std::string & text, uint64_t seed, double fraction) {
-    const double u = double(hash_bytes(text, seed) >> 11) * 0x1.0p-53;  // uniform in [0, 1)
+    const double u = double(kb::hash_bytes(text, seed) >> 11) * 0x1.0p-53;  // uniform in [0, 1)
     return u < fraction;
 }
 

@@ -10,7 +10,7 @@
 // path order) and the held-out split is a hash of (seed, document text), so a document stays on
 // its side when sources are added or removed.
 //
-// Dropped documents: any overlap with an evaluation set (exact or n-gram, see test_overlap.h),
+// Dropped documents: any overlap with an evaluation set (exact or n-gram, see kb/test_overlap.h),
 // duplicates of an earlier document after normalisation, and documents with no words. Folder files
 // that are not UTF-8 or are larger than max_file_bytes are skipped and counted.
 #pragma once

@@ -31,7 +31,7 @@ same_kb() {  # two KB folders hold identical data files and counts
 }
 
 common=(--datasets gsm8k mbpp --data_root "$data" --log-level warn)
-round1=(--limit 1500 --shard_size 500)   # 1500 + 374 texts: 4 shards
+round1=(--limit 1500 --shard_size 500)   # 1496 + 355 texts after decontamination: 4 shards
 
 # Round 1: the build kills itself after 3 shards.
 CT3_BUILD_KB_KILL_AFTER_SHARDS=3 "$bin" "${common[@]}" "${round1[@]}" --save_dir "$work/kb" > "$work/out1" 2> "$work/err1"

@@ -20,6 +20,7 @@
 #include "models/pretrain/trainer.h"
 #include "models/safetensors.h"
 #include "models/tokenizer.h"
+#include "pretrain_tiny_data.h"
 #include "test_support.h"
 
 namespace fs = std::filesystem;
@@ -28,59 +29,6 @@ using namespace ct3::pretrain;
 
 namespace {
 
-// Token shards of 240 short documents: GSM8K train questions when ../shared is present, generated
-// arithmetic sentences otherwise; every 8th document is held out.
-struct TinyData {
-    test::TempDir dir;
-    fs::path train, held_out;
-    TinyData() {
-        std::string jsonl, held;
-        int n = 0;
-        const fs::path gsm8k = test::shared_dir().empty() ? fs::path() : test::shared_dir() / "data/gsm8k/train.jsonl";
-        if (!gsm8k.empty() && fs::exists(gsm8k)) {
-            std::ifstream in(gsm8k);
-            for (std::string line; std::getline(in, line) && n < 240; ++n) {
-                const auto j = nlohmann::json::parse(line);
-                const std::string doc = nlohmann::json({{"source", "gsm8k"}, {"text", j["question"].get<std::string>()}}).dump() + "\n";
-                (n % 8 == 7 ? held : jsonl) += doc;
-            }
-        } else {
-            for (; n < 240; ++n) {
-                const std::string text = "Tom has " + std::to_string(n) + " apples and buys " + std::to_string(n % 7) +
-                                         " more. How many apples does Tom have now?";
-                const std::string doc = nlohmann::json({{"source", "synthetic"}, {"text", text}}).dump() + "\n";
-                (n % 8 == 7 ? held : jsonl) += doc;
-            }
-        }
-        test::write_file(dir.path() / "train.jsonl", jsonl);
-        test::write_file(dir.path() / "held_out.jsonl", held);
-        // The 512-piece BPE fixture has no BOS/EOS: documents are framed with ids 1 and 2 by hand.
-        auto tok = load_tokenizer(test::data_dir() / "tiny_llama_bpe");
-        for (const char * split : {"train", "held_out"}) {
-            std::vector<int32_t> tokens;
-            ShardManifest m;
-            for_each_corpus_text(dir.path() / (std::string(split) + ".jsonl"), [&](std::string && text) {
-                tokens.push_back(1);
-                for (int32_t id : tok->encode(text)) tokens.push_back(id);
-                tokens.push_back(2);
-                m.documents += 1;
-                m.utf8_bytes += text.size();
-            });
-            const fs::path shard = dir.path() / (std::string("tokens_") + split + "_000.bin");
-            write_token_shard(shard, tokens, 512);
-            m.tokens = tokens.size();
-            m.vocab_size = 512;
-            m.bytes_per_token = 2;
-            m.bos_id = 1;
-            m.eos_id = 2;
-            m.shards = {shard};
-            m.shard_tokens = {tokens.size()};
-            test::write_file(dir.path() / (std::string("tokens_") + split + ".json"), m.to_json(dir.path()).dump());
-        }
-        train = dir.path() / "tokens_train.json";
-        held_out = dir.path() / "tokens_held_out.json";
-    }
-};
 
 TrainOptions ddp_options(const fs::path & train_data, const fs::path & held_out, int64_t micro_batch) {
     TrainOptions o;
@@ -157,7 +105,7 @@ TEST(PretrainDdpChild, Rank) {
 
 TEST(PretrainDdp, TwoRanksEqualOneProcessAtTheSameGlobalBatch) {
     if (!DataParallel::backend_available(c10::Device(c10::kCPU))) GTEST_SKIP() << "no gloo (install libgloo-dev)";
-    TinyData data;
+    test::PretrainTinyData data;
     test::TempDir single, ddp, resumed;
     // One process, micro_batch 8: the reference.
     const TrainOptions o = ddp_options(data.train, data.held_out, 8);

@@ -54,6 +54,8 @@ void TTTConfig::validate(const std::string & where) const {
     CT3_CHECK(head_dim() % 2 == 0, ErrorKind::invalid_argument,
               "{}: head_dim = hidden_size / num_heads must be even for RoPE pairs (got {} = {} / {})", where,
               head_dim(), hidden_size, num_heads);
+    CT3_CHECK(!share_qk || conv_width >= 1, ErrorKind::invalid_argument, "{}: conv_width must be >= 1 (got {})", where,
+              conv_width);
     CT3_CHECK(mini_batch_size >= 1, ErrorKind::invalid_argument, "{}: mini_batch_size must be >= 1 (got {})", where,
               mini_batch_size);
     CT3_CHECK(std::isfinite(ttt_base_lr) && ttt_base_lr > 0, ErrorKind::invalid_argument,
@@ -85,6 +87,22 @@ at::Tensor ttt_rope_interleaved(const at::Tensor & x, const at::Tensor & positio
     return torch::stack({x0 * cos - x1 * sin, x0 * sin + x1 * cos}, -1).reshape(x.sizes());
 }
 
+CausalConv1dImpl::CausalConv1dImpl(int64_t channels, int64_t width) {
+    CT3_CHECK(channels > 0 && width > 0, ErrorKind::invalid_argument,
+              "CausalConv1d: channels and width must be > 0 (got {}, {})", channels, width);
+    // lecun_normal: N(0, 1/fan_in) with fan_in = width for a depthwise kernel (flax truncates at 2σ;
+    // the plain normal is close enough for a from-scratch init).
+    weight = register_parameter("weight", torch::randn({channels, 1, width}) / std::sqrt(static_cast<double>(width)));
+    bias = register_parameter("bias", torch::zeros({channels}));
+}
+
+at::Tensor CausalConv1dImpl::forward(const at::Tensor & x) {
+    const int64_t width = weight.size(2);
+    at::Tensor y = F::pad(x.transpose(1, 2), F::PadFuncOptions({width - 1, 0}));
+    y = F::conv1d(y, weight.to(x.scalar_type()), F::Conv1dFuncOptions().bias(bias.to(x.scalar_type())).groups(x.size(2)));
+    return y.transpose(1, 2);
+}
+
 TTTLayerImpl::TTTLayerImpl(TTTConfig config) : config_(std::move(config)) {
     config_.validate("TTTConfig");
     const int64_t D = config_.hidden_size, H = config_.num_heads, d = config_.head_dim(), f = config_.inner_hidden();
@@ -93,7 +111,12 @@ TTTLayerImpl::TTTLayerImpl(TTTConfig config) : config_(std::move(config)) {
         return register_module(name, torch::nn::Linear(torch::nn::LinearOptions(D, D).bias(false)));
     };
     q_proj = linear("q_proj");
-    k_proj = linear("k_proj");
+    if (config_.share_qk) {
+        conv_q = register_module("conv_q", CausalConv1d(D, config_.conv_width));
+        conv_k = register_module("conv_k", CausalConv1d(D, config_.conv_width));
+    } else {
+        k_proj = linear("k_proj");
+    }
     v_proj = linear("v_proj");
     o_proj = linear("o_proj");
     if (config_.use_gate) g_proj = linear("g_proj");
@@ -142,8 +165,14 @@ TTTInputs TTTLayerImpl::project(const at::Tensor & hidden, int64_t offset) {
     // RoPE by position inside the mini-batch (t mod b), aligned to absolute positions (§1.2, §1.10).
     at::Tensor pos = torch::remainder(
         torch::arange(offset, offset + T, torch::TensorOptions().dtype(torch::kInt64).device(hidden.device())), b);
-    in.XQ = ttt_rope_interleaved(heads(q_proj->forward(hidden)), pos, config_.rope_theta);
-    in.XK = ttt_rope_interleaved(heads(k_proj->forward(hidden)), pos, config_.rope_theta);
+    if (config_.share_qk) {
+        const at::Tensor xqk = q_proj->forward(hidden);
+        in.XQ = ttt_rope_interleaved(heads(conv_q->forward(xqk)), pos, config_.rope_theta);
+        in.XK = ttt_rope_interleaved(heads(conv_k->forward(xqk)), pos, config_.rope_theta);
+    } else {
+        in.XQ = ttt_rope_interleaved(heads(q_proj->forward(hidden)), pos, config_.rope_theta);
+        in.XK = ttt_rope_interleaved(heads(k_proj->forward(hidden)), pos, config_.rope_theta);
+    }
     in.XV = heads(v_proj->forward(hidden));
     // Token-dependent inner lr from the full-width layer input, one linear map per head (§1.5).
     at::Tensor logits = torch::matmul(hidden.to(cd), learnable_ttt_lr_weight.to(cd).view({H, D}).t()) +
@@ -226,6 +255,10 @@ std::pair<at::Tensor, TTTState> TTTLayerImpl::forward_with_state(const at::Tenso
               "TTTLayer: hidden must be floating point (got {})", c10::toString(hidden.scalar_type()));
     const int64_t B = hidden.size(0);
     CT3_CHECK(state.offset >= 0, ErrorKind::invalid_argument, "TTTState: offset must be >= 0 (got {})", state.offset);
+    CT3_CHECK(!config_.share_qk || state.offset == 0, ErrorKind::unsupported,
+              "TTTLayer: continuing a sequence (offset {}) with share_qk needs the conv_q/conv_k buffers, which "
+              "TTTState does not carry yet: run the whole sequence in one call",
+              state.offset);
     if (!state.W1.defined()) {
         CT3_CHECK(state.offset == 0 && !state.grad_W1.defined(), ErrorKind::invalid_argument,
                   "TTTState: W1 is undefined but offset is {} (only a fresh state may omit the weights)", state.offset);

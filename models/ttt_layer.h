@@ -1,5 +1,6 @@
-// The TTT-Linear / TTT-MLP sequence layer (Transformer-backbone form: separate Q/K/V projections),
-// in the libtorch frontend idiom. Parameter names follow the reference PyTorch ttt.py
+// The TTT-Linear / TTT-MLP sequence layer, in the libtorch frontend idiom: the Transformer-backbone
+// form (separate Q/K/V projections) or, with share_qk, the Mamba-backbone form (one shared Q/K
+// projection followed by two depthwise causal convolutions, conv_q and conv_k; §1.2). Parameter names follow the reference PyTorch ttt.py
 // (q_proj, k_proj, v_proj, o_proj, g_proj, learnable_ttt_lr_weight/bias, learnable_token_idx,
 // ttt_norm_weight/bias, post_norm, W1, b1, W2, b2) so its checkpoints map one to one.
 //
@@ -39,6 +40,8 @@ struct TTTConfig {
     double ttt_base_lr = 1.0;               // η_base: 1.0 for TTT-Linear, 0.1 for TTT-MLP in the reference scripts
     std::string ttt_layer_type = "linear";  // "linear" | "mlp" (hidden 4·head_dim, tanh-GELU)
     bool use_gate = false;                  // gelu_tanh(x·Wg) ⊙ before o_proj (the Mamba backbone's gate)
+    bool share_qk = false;                  // XQK = x·Wq; XQ = conv_q(XQK), XK = conv_k(XQK) (Mamba backbone)
+    int64_t conv_width = 4;                 // of conv_q / conv_k
     double rope_theta = 10000.0;
     double ttt_norm_eps = 1e-6;       // inner per-head LayerNorm
     double post_norm_eps = 1e-6;      // full-width LayerNorm before the gate/o_proj
@@ -73,6 +76,18 @@ struct TTTInputs {
     at::Tensor tok;         // [b]: max(0, 1/i + δ_i), i = 1..b
 };
 
+// Depthwise causal 1-D convolution over the sequence ([B, T, C] -> [B, T, C]): output t sees inputs
+// t-width+1 .. t (zero padding before the start), one kernel of `width` taps plus a bias per channel.
+// Initialised as flax nn.Conv (the JAX reference): lecun-normal taps, zero bias.
+class CausalConv1dImpl : public torch::nn::Module {
+public:
+    CausalConv1dImpl(int64_t channels, int64_t width);
+    at::Tensor forward(const at::Tensor & x);
+    at::Tensor weight;  // [C, 1, width]
+    at::Tensor bias;    // [C]
+};
+TORCH_MODULE(CausalConv1d);
+
 class TTTLayerImpl : public torch::nn::Module {
 public:
     explicit TTTLayerImpl(TTTConfig config);
@@ -98,6 +113,7 @@ public:
     const TTTConfig & config() const { return config_; }
 
     torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr}, g_proj{nullptr};
+    CausalConv1d conv_q{nullptr}, conv_k{nullptr};  // share_qk only (k_proj is then absent)
     torch::nn::LayerNorm post_norm{nullptr};
     at::Tensor learnable_ttt_lr_weight;         // [H, 1, D]
     at::Tensor learnable_ttt_lr_bias;           // [H, 1]

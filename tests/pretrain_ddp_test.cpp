@@ -10,8 +10,8 @@
 #include <fstream>
 
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include "models/error.h"
 #include "models/pretrain/distributed.h"
@@ -29,23 +29,11 @@ using namespace ct3::pretrain;
 
 namespace {
 
-
 TrainOptions ddp_options(const fs::path & train_data, const fs::path & held_out, int64_t micro_batch) {
-    TrainOptions o;
-    o.train_data = train_data;
-    o.held_out_data = held_out;
-    o.seq_len = 32;
+    TrainOptions o = test::tiny_train_options(train_data, held_out);
     o.micro_batch = micro_batch;
-    o.grad_accum = 2;
     o.max_steps = 16;
-    o.warmup_steps = 4;
-    o.lr = 3e-3;
     o.eval_every = 8;
-    o.eval_batches = 4;
-    o.checkpoint_every = 0;
-    o.log_every = 1;
-    o.device = "cpu";
-    o.seed = 7;
     return o;
 }
 
@@ -89,8 +77,8 @@ TEST(PretrainDdpChild, Rank) {
     const char * path = std::getenv("CT3_DDP_TEST_CONFIG");
     if (path == nullptr || std::getenv("WORLD_SIZE") == nullptr) GTEST_SKIP() << "only as a launched rank";
     const auto c = nlohmann::json::parse(test::read_file(path));
-    TrainOptions o = ddp_options(c["train"].get<std::string>(), c["held_out"].get<std::string>(),
-                                 c["micro_batch"].get<int64_t>());
+    TrainOptions o =
+        ddp_options(c["train"].get<std::string>(), c["held_out"].get<std::string>(), c["micro_batch"].get<int64_t>());
     const int64_t stop_at = c.value("stop_at", int64_t{0});
     const LlamaConfig config = model_preset("test", ModelOverrides{}, read_shard_manifest(o.train_data), o.seq_len);
     if (c.value("expect_refusal", false)) {
@@ -115,7 +103,8 @@ TEST(PretrainDdp, TwoRanksEqualOneProcessAtTheSameGlobalBatch) {
     ASSERT_EQ(expected.train.size(), 16u);
 
     // Two ranks of micro_batch 4.
-    const nlohmann::json base = {{"train", data.train.string()}, {"held_out", data.held_out.string()}, {"micro_batch", 4}};
+    const nlohmann::json base = {
+        {"train", data.train.string()}, {"held_out", data.held_out.string()}, {"micro_batch", 4}};
     nlohmann::json c = base;
     c["run"] = ddp.path().string();
     ASSERT_EQ(launch_ranks(2, c, data.dir.path()), 0);

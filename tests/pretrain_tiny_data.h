@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "models/pretrain/token_shards.h"
+#include "models/pretrain/train_options.h"
 #include "models/tokenizer.h"
 #include "test_support.h"
 
@@ -22,12 +23,14 @@ struct PretrainTinyData {
     PretrainTinyData() {
         std::string jsonl, held;
         int n = 0;
-        const std::filesystem::path gsm8k = shared_dir().empty() ? std::filesystem::path() : shared_dir() / "data/gsm8k/train.jsonl";
+        const std::filesystem::path gsm8k =
+            shared_dir().empty() ? std::filesystem::path() : shared_dir() / "data/gsm8k/train.jsonl";
         if (!gsm8k.empty() && std::filesystem::exists(gsm8k)) {
             std::ifstream in(gsm8k);
             for (std::string line; std::getline(in, line) && n < 240; ++n) {
                 const auto j = nlohmann::json::parse(line);
-                const std::string doc = nlohmann::json({{"source", "gsm8k"}, {"text", j["question"].get<std::string>()}}).dump() + "\n";
+                const std::string doc =
+                    nlohmann::json({{"source", "gsm8k"}, {"text", j["question"].get<std::string>()}}).dump() + "\n";
                 (n % 8 == 7 ? held : jsonl) += doc;
             }
         } else {
@@ -67,5 +70,27 @@ struct PretrainTinyData {
         held_out = dir.path() / "tokens_held_out.json";
     }
 };
+
+// CPU training options for the tiny data: 20 steps of 4 x 32 tokens x 2 accumulated micro-batches,
+// a log row every step, held-out evaluation every 10 steps.
+inline pretrain::TrainOptions tiny_train_options(const std::filesystem::path & train,
+                                                 const std::filesystem::path & held_out) {
+    pretrain::TrainOptions o;
+    o.train_data = train;
+    o.held_out_data = held_out;
+    o.seq_len = 32;
+    o.micro_batch = 4;
+    o.grad_accum = 2;
+    o.max_steps = 20;
+    o.warmup_steps = 4;
+    o.lr = 3e-3;
+    o.eval_every = 10;
+    o.eval_batches = 4;
+    o.checkpoint_every = 0;
+    o.log_every = 1;
+    o.device = "cpu";
+    o.seed = 7;
+    return o;
+}
 
 }  // namespace ct3::test

@@ -6,8 +6,8 @@
 #include <fstream>
 
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include "models/error.h"
 #include "models/llama_loader.h"
@@ -27,24 +27,8 @@ using namespace ct3::pretrain;
 
 namespace {
 
-
 TrainOptions tiny_options(const test::PretrainTinyData & data) {
-    TrainOptions o;
-    o.train_data = data.train;
-    o.held_out_data = data.held_out;
-    o.seq_len = 32;
-    o.micro_batch = 4;
-    o.grad_accum = 2;
-    o.max_steps = 20;
-    o.warmup_steps = 4;
-    o.lr = 3e-3;
-    o.eval_every = 10;
-    o.eval_batches = 4;
-    o.checkpoint_every = 0;
-    o.log_every = 1;
-    o.device = "cpu";
-    o.seed = 7;
-    return o;
+    return test::tiny_train_options(data.train, data.held_out);
 }
 
 LlamaConfig tiny_config(const test::PretrainTinyData & data, int64_t seq_len) {
@@ -191,5 +175,6 @@ TEST(PretrainExport, HuggingFaceFolderLoadsWithTheTrainedLogits) {
     ex.dtype = "bfloat16";
     ex.out_dir = out.path() / "bf16";
     export_hf(ex);
-    EXPECT_LT(fs::file_size(ex.out_dir / "model.safetensors"), fs::file_size(out.path() / "model/model.safetensors") * 0.6);
+    EXPECT_LT(fs::file_size(ex.out_dir / "model.safetensors"),
+              fs::file_size(out.path() / "model/model.safetensors") * 0.6);
 }

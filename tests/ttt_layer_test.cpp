@@ -72,6 +72,39 @@ void expect_states_equal(const ct3::TTTState & a, const ct3::TTTState & b, doubl
     }
 }
 
+// The layer's inner model written directly with autograd (independent of ttt_inner), for the naive
+// oracles: θ_init per (batch, head) row, f(x; p) = LN(f_res(x; p)) with the learned γ/β, and the
+// gradient of ½‖f(k; p) − (v − k)‖² at p.
+struct NaiveInner {
+    NaiveInner(ct3::TTTLayerImpl & layer, int64_t B, int64_t H, bool mlp_) : mlp(mlp_) {
+        auto rows = [&](const at::Tensor & p) {
+            return p.unsqueeze(0).expand({B, -1, -1, -1}).reshape({B * H, p.size(1), p.size(2)}).clone();
+        };
+        initial = {rows(layer.W1), rows(layer.b1)};
+        if (mlp) {
+            initial.push_back(rows(layer.W2));
+            initial.push_back(rows(layer.b2));
+        }
+        gamma = layer.ttt_norm_weight.unsqueeze(1).repeat({B, 1, 1});
+        beta = layer.ttt_norm_bias.unsqueeze(1).repeat({B, 1, 1});
+    }
+    at::Tensor f(const std::vector<at::Tensor> & p, const at::Tensor & x) const {
+        at::Tensor z = torch::matmul(x, p[0]) + p[1];
+        if (mlp) z = torch::matmul(torch::gelu(z, "tanh"), p[2]) + p[3];
+        at::Tensor mu = z.mean(-1, true);
+        return gamma * (z - mu) / torch::sqrt((z - mu).pow(2).mean(-1, true) + 1e-6) + beta;
+    }
+    std::vector<at::Tensor> grads(const std::vector<at::Tensor> & p, const at::Tensor & k, const at::Tensor & v) const {
+        torch::AutoGradMode enable(true);
+        std::vector<at::Tensor> leaf;
+        for (const auto & t : p) leaf.push_back(t.detach().requires_grad_(true));
+        return torch::autograd::grad({0.5 * (f(leaf, k) - (v - k)).pow(2).sum()}, leaf);
+    }
+    bool mlp;
+    std::vector<at::Tensor> initial;
+    at::Tensor gamma, beta;
+};
+
 class TTTLayerKind : public ::testing::TestWithParam<std::string> {};  // "linear" | "mlp"
 
 TEST_P(TTTLayerKind, DualEqualsPrimalWithTrailingPartialMiniBatch) {
@@ -98,36 +131,16 @@ TEST_P(TTTLayerKind, MiniBatchOneIsOnlineGradientDescent) {
 
     torch::NoGradGuard outer_no_grad;  // the naive loop builds its own small graphs below
     ct3::TTTInputs in = layer->project(h, 0);
-    auto rows = [&](const at::Tensor & p) {
-        return p.unsqueeze(0).expand({B, -1, -1, -1}).reshape({B * H, p.size(1), p.size(2)}).clone();
-    };
-    std::vector<at::Tensor> w{rows(layer->W1), rows(layer->b1)};
-    if (mlp) {
-        w.push_back(rows(layer->W2));
-        w.push_back(rows(layer->b2));
-    }
-    at::Tensor gamma = layer->ttt_norm_weight.unsqueeze(1).repeat({B, 1, 1});
-    at::Tensor beta = layer->ttt_norm_bias.unsqueeze(1).repeat({B, 1, 1});
-    auto f = [&](const std::vector<at::Tensor> & p, const at::Tensor & x) {
-        at::Tensor z = torch::matmul(x, p[0]) + p[1];
-        if (mlp) z = torch::matmul(torch::gelu(z, "tanh"), p[2]) + p[3];
-        at::Tensor mu = z.mean(-1, true);
-        return gamma * (z - mu) / torch::sqrt((z - mu).pow(2).mean(-1, true) + 1e-6) + beta;
-    };
+    const NaiveInner naive(*layer, B, H, mlp);
+    std::vector<at::Tensor> w = naive.initial;
     std::vector<at::Tensor> outs;
     for (int64_t t = 0; t < T; ++t) {
         at::Tensor q = in.XQ.select(2, t).reshape({B * H, 1, d}), k = in.XK.select(2, t).reshape({B * H, 1, d});
         at::Tensor v = in.XV.select(2, t).reshape({B * H, 1, d});
         at::Tensor lr = in.lr.select(2, t).reshape({B * H, 1, 1});
-        std::vector<at::Tensor> grads;
-        {
-            torch::AutoGradMode enable(true);
-            for (auto & p : w) p.requires_grad_(true);
-            at::Tensor loss = 0.5 * (f(w, k) - (v - k)).pow(2).sum();
-            grads = torch::autograd::grad({loss}, w);
-        }
+        const std::vector<at::Tensor> grads = naive.grads(w, k, v);
         for (size_t i = 0; i < w.size(); ++i) w[i] = (w[i].detach() - lr * grads[i]).detach();
-        outs.push_back(q + f(w, q));
+        outs.push_back(q + naive.f(w, q));
     }
     at::Tensor inner = torch::cat(outs, 1).view({B, H, T, d});
     EXPECT_LT(max_diff(layer->output(inner, h), expected_out), 1e-10);
@@ -145,22 +158,8 @@ TEST_P(TTTLayerKind, EqualsNaiveMiniBatchGradientDescent) {
 
     torch::NoGradGuard outer_no_grad;
     ct3::TTTInputs in = layer->project(h, 0);
-    auto rows = [&](const at::Tensor & p) {
-        return p.unsqueeze(0).expand({B, -1, -1, -1}).reshape({B * H, p.size(1), p.size(2)}).clone();
-    };
-    std::vector<at::Tensor> w0{rows(layer->W1), rows(layer->b1)};
-    if (mlp) {
-        w0.push_back(rows(layer->W2));
-        w0.push_back(rows(layer->b2));
-    }
-    at::Tensor gamma = layer->ttt_norm_weight.unsqueeze(1).repeat({B, 1, 1});
-    at::Tensor beta = layer->ttt_norm_bias.unsqueeze(1).repeat({B, 1, 1});
-    auto f = [&](const std::vector<at::Tensor> & p, const at::Tensor & x) {
-        at::Tensor z = torch::matmul(x, p[0]) + p[1];
-        if (mlp) z = torch::matmul(torch::gelu(z, "tanh"), p[2]) + p[3];
-        at::Tensor mu = z.mean(-1, true);
-        return gamma * (z - mu) / torch::sqrt((z - mu).pow(2).mean(-1, true) + 1e-6) + beta;
-    };
+    const NaiveInner naive(*layer, B, H, mlp);
+    std::vector<at::Tensor> w0 = naive.initial;
     const double delta_sum = layer->learnable_token_idx.abs().sum().item<double>();
     ASSERT_GT(delta_sum, 1e-3);  // δ is really non-zero here
     std::vector<at::Tensor> outs;
@@ -173,19 +172,13 @@ TEST_P(TTTLayerKind, EqualsNaiveMiniBatchGradientDescent) {
             at::Tensor lr = in.lr.select(2, t).reshape({B * H, 1, 1});
             const double tok = std::max(
                 0.0, 1.0 / static_cast<double>(t - start + 1) + layer->learnable_token_idx[t - start].item<double>());
-            std::vector<at::Tensor> grads;
-            {
-                torch::AutoGradMode enable(true);
-                std::vector<at::Tensor> leaf;
-                for (const auto & p : w0) leaf.push_back(p.detach().requires_grad_(true));
-                grads = torch::autograd::grad({0.5 * (f(leaf, k) - (v - k)).pow(2).sum()}, leaf);
-            }
+            const std::vector<at::Tensor> grads = naive.grads(w0, k, v);
             wi.clear();
             for (size_t i = 0; i < w0.size(); ++i) {
                 acc[i] = acc[i] + lr * grads[i];
                 wi.push_back(w0[i] - tok * acc[i]);
             }
-            outs.push_back(q + f(wi, q));
+            outs.push_back(q + naive.f(wi, q));
         }
         w0 = wi;
     }

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <exception>
 #include <fstream>
+#include <functional>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -40,7 +41,9 @@ void store(uint8_t * p, T v) {
     std::memcpy(p, &v, sizeof(T));
 }
 
-fs::path temp_path(const fs::path & path) { return path.string() + ".tmp." + std::to_string(::getpid()); }
+fs::path temp_path(const fs::path & path) {
+    return path.string() + ".tmp." + std::to_string(::getpid());
+}
 
 // Renames a finished temp file into place and makes the rename durable.
 void publish(const fs::path & tmp, const fs::path & path) {
@@ -53,9 +56,28 @@ void publish(const fs::path & tmp, const fs::path & path) {
     kb::fsync_parent(path);
 }
 
+// Streams a file through `write` into a temp file beside `path`, fsyncs it and renames it into
+// place; on any failure the temp file is removed and the error rethrown.
+void write_streamed_atomic(const fs::path & path, const std::function<void(kb::AppendFile &)> & write) {
+    const fs::path tmp = temp_path(path);
+    try {
+        kb::AppendFile out(tmp, 0);
+        write(out);
+        out.sync();
+        out.close();
+    } catch (...) {
+        std::error_code ec;
+        fs::remove(tmp, ec);
+        throw;
+    }
+    publish(tmp, path);
+}
+
 }  // namespace
 
-uint32_t shard_bytes_per_token(uint32_t vocab_size) { return vocab_size <= 65535 ? 2 : 4; }
+uint32_t shard_bytes_per_token(uint32_t vocab_size) {
+    return vocab_size <= 65535 ? 2 : 4;
+}
 
 //
 // writing
@@ -76,9 +98,7 @@ void write_token_shard(const fs::path & path, const int32_t * tokens, size_t cou
     store<uint64_t>(header + 16, count);
     store<uint32_t>(header + 24, vocab_size);
 
-    const fs::path tmp = temp_path(path);
-    try {
-        kb::AppendFile out(tmp, 0);
+    write_streamed_atomic(path, [&](kb::AppendFile & out) {
         out.append(header, sizeof(header));
         std::vector<uint8_t> buffer;
         constexpr size_t kChunk = 1 << 20;  // tokens per write
@@ -94,14 +114,7 @@ void write_token_shard(const fs::path & path, const int32_t * tokens, size_t cou
             }
             out.append(buffer.data(), buffer.size());
         }
-        out.sync();
-        out.close();
-    } catch (...) {
-        std::error_code ec;
-        fs::remove(tmp, ec);
-        throw;
-    }
-    publish(tmp, path);
+    });
 }
 
 //
@@ -229,8 +242,7 @@ ShardManifest read_shard_manifest(const fs::path & manifest_json) {
         CT3_CHECK(s.is_object() && s.contains("file") && s["file"].is_string() && s.contains("tokens") &&
                       s["tokens"].is_number_unsigned(),
                   ErrorKind::bad_format,
-                  "token shard manifest '{}': every entry of \"shards\" needs \"file\" (string) and \"tokens\"",
-                  name);
+                  "token shard manifest '{}': every entry of \"shards\" needs \"file\" (string) and \"tokens\"", name);
         m.shards.push_back(dir / s["file"].get<std::string>());
         m.shard_tokens.push_back(s["tokens"].get<uint64_t>());
         total += m.shard_tokens.back();
@@ -268,10 +280,8 @@ void for_each_corpus_text(const fs::path & corpus_jsonl, const std::function<voi
 }
 
 uint64_t write_training_text(const fs::path & corpus_jsonl, const fs::path & out_txt) {
-    const fs::path tmp = temp_path(out_txt);
     uint64_t lines = 0;
-    try {
-        kb::AppendFile out(tmp, 0);
+    write_streamed_atomic(out_txt, [&](kb::AppendFile & out) {
         std::string buffer;
         for_each_corpus_text(corpus_jsonl, [&](std::string && text) {
             for (size_t start = 0; start < text.size();) {
@@ -292,14 +302,7 @@ uint64_t write_training_text(const fs::path & corpus_jsonl, const fs::path & out
             }
         });
         out.append(buffer.data(), buffer.size());
-        out.sync();
-        out.close();
-    } catch (...) {
-        std::error_code ec;
-        fs::remove(tmp, ec);
-        throw;
-    }
-    publish(tmp, out_txt);
+    });
     return lines;
 }
 
@@ -354,8 +357,7 @@ std::vector<std::vector<int32_t>> encode_batch(const std::vector<std::string> & 
 ShardManifest tokenize_corpus(const fs::path & corpus_jsonl, const Tokenizer & tok, const fs::path & out_prefix,
                               const TokenizeOptions & options) {
     CT3_CHECK(options.shard_tokens > 0, ErrorKind::invalid_argument, "tokenize_corpus: shard_tokens must be > 0");
-    CT3_CHECK(options.batch_documents > 0, ErrorKind::invalid_argument,
-              "tokenize_corpus: batch_documents must be > 0");
+    CT3_CHECK(options.batch_documents > 0, ErrorKind::invalid_argument, "tokenize_corpus: batch_documents must be > 0");
     CT3_CHECK(tok.bos_id() >= 0 && tok.eos_id() >= 0, ErrorKind::invalid_argument,
               "tokenize_corpus: the tokenizer has no BOS/EOS ids (bos {}, eos {}); documents are framed by both",
               tok.bos_id(), tok.eos_id());
@@ -419,9 +421,9 @@ ShardManifest tokenize_corpus(const fs::path & corpus_jsonl, const Tokenizer & t
 
     const fs::path manifest = out_prefix.string() + ".json";
     kb::write_file_atomic(manifest, m.to_json(dir).dump(2) + "\n");
-    logger("pretrain")->info("tokenised {}: {} documents, {} tokens, {} bytes into {} shard(s) -> {}",
-                             corpus_jsonl.string(), m.documents, m.tokens, m.utf8_bytes, m.shards.size(),
-                             manifest.string());
+    logger("pretrain")
+        ->info("tokenised {}: {} documents, {} tokens, {} bytes into {} shard(s) -> {}", corpus_jsonl.string(),
+               m.documents, m.tokens, m.utf8_bytes, m.shards.size(), manifest.string());
     return m;
 }
 

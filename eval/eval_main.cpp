@@ -11,6 +11,9 @@
 #include <iostream>
 #include <random>
 #include <set>
+#include <sstream>
+#include <ctime>
+#include <cstdio>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -20,6 +23,7 @@
 #include "eval/report.h"
 #include "eval/tasks.h"
 #include "kb/builder.h"
+#include "kb/kb_files.h"
 #include "models/causal_lm.h"
 #include "models/error.h"
 #include "models/log.h"
@@ -39,6 +43,9 @@ struct Options {
     std::string out;
     int limit = 0;
     uint64_t seed = 42;
+    std::string limit_sample = "original";
+    std::string shard = "0/1";
+    bool report_only = false;
     bool bpb = false;
     int max_new_tokens_cap = 0;  // 0 = the task's own budget
     bool ignore_eos = false;
@@ -61,19 +68,72 @@ std::vector<std::string> split_commas(const std::string & s) {
     return out;
 }
 
-std::set<std::string> finished_ids(const fs::path & jsonl) {
+// The items of `task` already scored in `out` by any shard; rows that recorded an error are run again.
+std::set<std::string> finished_ids(const fs::path & out, const std::string & task) {
     std::set<std::string> ids;
-    std::ifstream in(jsonl);
-    std::string line;
-    while (std::getline(in, line)) {
-        try {
-            auto j = nlohmann::json::parse(line);
-            if (j.contains("id") && j["id"].is_string()) ids.insert(j["id"].get<std::string>());
-        } catch (const std::exception &) {
-            // A line cut by a crash: the item is simply run again.
-        }
+    const auto rows = read_run_rows(out);
+    const auto it = rows.find(task);
+    if (it == rows.end()) return ids;
+    for (const auto & row : it->second) {
+        if (!row.contains("error")) ids.insert(row.value("id", std::string()));
     }
     return ids;
+}
+
+std::pair<int, int> parse_shard(const std::string & spec) {
+    int k = -1, n = 0;
+    char slash = 0, extra = 0;
+    std::istringstream in(spec);
+    const bool ok = static_cast<bool>(in >> k >> slash >> n) && slash == '/' && !(in >> extra) && n >= 1 && k >= 0 &&
+                    k < n;
+    CT3_CHECK(ok, ct3::ErrorKind::invalid_argument, "--shard must be K/N with 0 <= K < N (e.g. 0/4), got '{}'", spec);
+    return {k, n};
+}
+
+// One line on a terminal, redrawn per item; log lines otherwise.
+class EvalProgress {
+public:
+    explicit EvalProgress(bool tty) : tty_(tty) {}
+    void item(const std::string & task, size_t done, size_t total, double correct, double scored, double ms,
+              bool ttt) {
+        seconds_ += ms / 1000;
+        ++timed_;
+        const double eta = timed_ > 0 ? seconds_ / timed_ * static_cast<double>(total - done) : 0;
+        if (tty_) {
+            std::fprintf(stderr, "\r%s %zu/%zu  accuracy %.3f  %.2f s/item  ETA %.0f s   ", task.c_str(), done, total,
+                         scored > 0 ? correct / scored : 0.0, seconds_ / timed_, eta);
+            if (done == total) std::fputc('\n', stderr);
+            std::fflush(stderr);
+            return;
+        }
+        ct3::logger("eval")->info("{} {}/{}: accuracy so far {:.3f} ({:.0f} ms{}, ETA {:.0f} s)", task, done, total,
+                                  scored > 0 ? correct / scored : 0.0, ms, ttt ? ", TTT" : "", eta);
+    }
+    void start_task() { seconds_ = 0, timed_ = 0; }
+
+private:
+    bool tty_;
+    double seconds_ = 0;
+    double timed_ = 0;
+};
+
+// Provenance of the run folder, read back by ct3-eval-compare.
+void write_run_file(const fs::path & out, const Options & o, int argc, char ** argv) {
+    nlohmann::json args = nlohmann::json::array();
+    for (int i = 1; i < argc; ++i) args.push_back(argv[i]);
+    const std::time_t now = std::time(nullptr);
+    char stamp[32];
+    std::strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+    ct3::kb::write_file_atomic(out / "run.json", nlohmann::json({{"program", "ct3-eval"},
+                                                                 {"args", args},
+                                                                 {"model", o.setup.model_path},
+                                                                 {"tasks", o.tasks},
+                                                                 {"limit", o.limit},
+                                                                 {"limit_sample", o.limit_sample},
+                                                                 {"limit_seed", o.seed},
+                                                                 {"started", stamp}})
+                                                         .dump(2) +
+                                                     "\n");
 }
 
 nlohmann::json neighbours_json(const QueryResult & r) {
@@ -84,7 +144,7 @@ nlohmann::json neighbours_json(const QueryResult & r) {
     return out;
 }
 
-int run(Options & o) {
+int run(Options & o, int argc, char ** argv) {
     auto log = ct3::logger("eval");
     finalize(o.setup);
     CT3_CHECK(!o.out.empty(), ct3::ErrorKind::invalid_argument, "--out is required (the report folder)");
@@ -93,6 +153,15 @@ int run(Options & o) {
     std::vector<Task> tasks;
     for (const std::string & spec : split_commas(o.tasks)) tasks.push_back(load_task(spec, data_root));
     fs::create_directories(o.out);
+    if (o.report_only) {
+        const nlohmann::json summary = summarize_folder(o.out);
+        write_report(o.out, summary);
+        std::cout << summary.dump(2) << std::endl;
+        return 0;
+    }
+    const auto [shard, shards] = parse_shard(o.shard);
+    const LimitSample limit_sample = parse_limit_sample(o.limit_sample);
+    if (shard == 0) write_run_file(o.out, o, argc, argv);
 
     LoadedModel loaded = load_model(o.setup);
     std::shared_ptr<NeighbourSource> retrieval = make_neighbour_source(o.setup);
@@ -101,21 +170,21 @@ int run(Options & o) {
     SandboxLimits sandbox;
     sandbox.wall_seconds = o.code_timeout;
     sandbox.cpu_seconds = o.code_timeout;
+    EvalProgress progress(ct3::stderr_is_tty());
 
     for (Task & task : tasks) {
-        std::vector<size_t> order(task.items.size());
-        for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-        if (o.limit > 0 && static_cast<size_t>(o.limit) < order.size()) {
-            std::mt19937_64 rng(o.seed);
-            std::shuffle(order.begin(), order.end(), rng);
-            order.resize(static_cast<size_t>(o.limit));
-            std::sort(order.begin(), order.end());
-        }
-        const fs::path jsonl = fs::path(o.out) / (task.spec.name + ".jsonl");
-        const std::set<std::string> done = finished_ids(jsonl);
+        const std::vector<size_t> order =
+            select_items(task.spec, task.items.size(), o.limit, limit_sample, o.seed, shard, shards);
+        // Shards write their own file; every reader merges a task's files.
+        const std::string file_name =
+            shards == 1 ? task.spec.name + ".jsonl" : fmt::format("{}.shard-{}-of-{}.jsonl", task.spec.name, shard, shards);
+        const fs::path jsonl = fs::path(o.out) / file_name;
+        const std::set<std::string> done = finished_ids(o.out, task.spec.name);
         std::ofstream out(jsonl, std::ios::app);
         CT3_CHECK(out.good(), ct3::ErrorKind::io, "cannot append to {}", jsonl.string());
         size_t n_done = 0;
+        double n_correct = 0, n_scored = 0;
+        progress.start_task();
         for (size_t index : order) {
             const EvalItem & item = task.items[index];
             ++n_done;
@@ -179,8 +248,10 @@ int run(Options & o) {
                 if (task.spec.scoring == Scoring::code) {
                     row["execution"] = {{"status", score.execution.status}, {"stderr", score.execution.stderr_text}};
                 }
-                log->info("{} {}/{}: {} ({:.0f} ms{})", task.spec.name, n_done, order.size(),
-                          score.correct ? "correct" : "wrong", r.timings.total_ms, r.ttt_applied ? ", TTT" : "");
+                n_scored += 1;
+                n_correct += task.spec.scoring == Scoring::coqa ? score.em : (score.correct ? 1 : 0);
+                progress.item(task.spec.name, n_done, order.size(), n_correct, n_scored, r.timings.total_ms,
+                              r.ttt_applied);
             } catch (const ct3::Error & e) {
                 // One bad item (a server error without --ttt_fallback, ...) is recorded as wrong, not fatal.
                 log->error("{}: {}", item.id, e.what());
@@ -217,6 +288,14 @@ int main(int argc, char ** argv) {
         ->required();
     app.add_option("--limit", o.limit, "Items per task (a seeded sample); 0 = all")->capture_default_str();
     app.add_option("--limit_seed", o.seed, "Seed of the --limit sample")->capture_default_str();
+    app.add_option("--limit_sample", o.limit_sample,
+                   "Which --limit items: original (as each task's harness: LLM-Adapters tasks Python's "
+                   "random.seed(--limit_seed) shuffle, lm-eval/bigcode tasks the first N) | shuffle | first")
+        ->capture_default_str();
+    app.add_option("--shard", o.shard,
+                   "K/N: run every N-th selected item from the K-th (N processes sharing one device and --out)")
+        ->capture_default_str();
+    app.add_flag("--report_only", o.report_only, "Only rebuild summary.json and report.md from --out's results");
     app.add_flag("--bpb", o.bpb, "Also score each item's document in bits per byte, before and after TTT");
     app.add_option("--max_new_tokens_cap", o.max_new_tokens_cap,
                    "Cap on new tokens below the task's budget (quick --bpb runs; accuracy then means little)")
@@ -227,6 +306,6 @@ int main(int argc, char ** argv) {
     CLI11_PARSE(app, argc, argv);
     return ct3::run_program("ct3-eval", [&] {
         ct3::log_init(o.log_level);
-        return run(o);
+        return run(o, argc, argv);
     });
 }

@@ -4,6 +4,9 @@
 #include <fstream>
 #include <sstream>
 
+#include <fmt/format.h>
+
+#include "eval/svg_chart.h"
 #include "kb/kb_files.h"
 #include "models/error.h"
 
@@ -17,40 +20,19 @@ double mean_of(double sum, double n) {
     return n > 0 ? sum / n : 0.0;
 }
 
-// A horizontal bar chart: one bar per label, values in [0, max_value].
-std::string bar_chart(const std::string & title, const std::vector<std::pair<std::string, double>> & bars,
-                      double max_value, const std::string & unit) {
-    const int row = 26, left = 150, width = 420, top = 40;
-    const int height = top + row * static_cast<int>(bars.size()) + 20;
-    std::ostringstream svg;
-    svg << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << left + width + 110 << "\" height=\"" << height
-        << "\" font-family=\"sans-serif\" font-size=\"13\">\n"
-        << "<text x=\"10\" y=\"22\" font-size=\"15\" font-weight=\"bold\">" << title << "</text>\n";
-    for (size_t i = 0; i < bars.size(); ++i) {
-        const double v = bars[i].second;
-        const int y = top + row * static_cast<int>(i);
-        const int w = max_value > 0 ? static_cast<int>(width * std::min(1.0, std::max(0.0, v / max_value))) : 0;
-        svg << "<text x=\"" << left - 8 << "\" y=\"" << y + 16 << "\" text-anchor=\"end\">" << bars[i].first
-            << "</text>\n<rect x=\"" << left << "\" y=\"" << y + 4 << "\" width=\"" << w
-            << "\" height=\"16\" fill=\"#4878a8\"/>\n<text x=\"" << left + w + 6 << "\" y=\"" << y + 16 << "\">"
-            << fmt::format("{:.3g}", v) << unit << "</text>\n";
-    }
-    svg << "</svg>\n";
-    return svg.str();
-}
-
 }  // namespace
 
-nlohmann::json summarize_folder(const fs::path & folder) {
-    nlohmann::json tasks = nlohmann::json::object();
+std::map<std::string, std::vector<nlohmann::json>> read_run_rows(const fs::path & folder) {
     std::vector<fs::path> files;
     for (const auto & entry : fs::directory_iterator(folder)) {
         if (entry.path().extension() == ".jsonl") files.push_back(entry.path());
     }
     std::sort(files.begin(), files.end());
+    std::map<std::string, std::vector<nlohmann::json>> tasks;
+    std::map<std::string, std::map<std::string, size_t>> seen;  // task -> id -> index in tasks[task]
     for (const fs::path & file : files) {
-        double n = 0, correct = 0, correct_alt = 0, ttt = 0, hits = 0, bpb_n = 0, bpb_before = 0, bpb_after = 0;
-        double t_total = 0, t_train = 0, t_generate = 0, t_retrieve = 0;
+        const std::string name = file.filename().string();
+        const std::string file_task = name.substr(0, name.find('.'));
         std::ifstream in(file);
         std::string line;
         while (std::getline(in, line)) {
@@ -61,44 +43,76 @@ nlohmann::json summarize_folder(const fs::path & folder) {
                 continue;
             }
             if (!row.is_object() || !row.contains("correct")) continue;
-            n += 1;
-            if (row.contains("em")) {  // coqa: accuracy = em, alt. = f1 (both may be fractional)
-                correct += row.value("em", 0.0);
-                correct_alt += row.value("f1", 0.0);
-            } else {
-                correct += row.value("correct", false) ? 1 : 0;
-                correct_alt += row.value("correct_alt", false) ? 1 : 0;
+            const std::string task = row.contains("task") && row["task"].is_string() ? row["task"].get<std::string>()
+                                                                                        : file_task;
+            const std::string id = row.contains("id") && row["id"].is_string() ? row["id"].get<std::string>() : "";
+            auto & rows = tasks[task];
+            if (!id.empty()) {
+                const auto [it, fresh] = seen[task].emplace(id, rows.size());
+                if (!fresh) {
+                    // A rerun of an item whose first attempt recorded an error replaces it.
+                    if (rows[it->second].contains("error") && !row.contains("error")) rows[it->second] = std::move(row);
+                    continue;
+                }
             }
-            ttt += row.value("ttt", false) ? 1 : 0;
-            hits += row.value("cache", std::string()) == "hit" ? 1 : 0;
-            if (row.contains("bpb_before") && row.contains("bpb_after")) {
-                bpb_n += 1;
-                bpb_before += row["bpb_before"].get<double>();
-                bpb_after += row["bpb_after"].get<double>();
-            }
+            rows.push_back(std::move(row));
+        }
+    }
+    return tasks;
+}
+
+nlohmann::json summarize_rows(const std::vector<nlohmann::json> & rows) {
+    double n = 0, correct = 0, correct_alt = 0, ttt = 0, hits = 0, errors = 0, bpb_n = 0, bpb_before = 0,
+           bpb_after = 0;
+    double t_total = 0, t_train = 0, t_generate = 0, t_retrieve = 0;
+    for (const nlohmann::json & row : rows) {
+        n += 1;
+        if (row.contains("em")) {  // coqa: accuracy = em, alt. = f1 (both may be fractional)
+            correct += row.value("em", 0.0);
+            correct_alt += row.value("f1", 0.0);
+        } else {
+            correct += row.value("correct", false) ? 1 : 0;
+            correct_alt += row.value("correct_alt", false) ? 1 : 0;
+        }
+        ttt += row.value("ttt", false) ? 1 : 0;
+        hits += row.value("cache", std::string()) == "hit" ? 1 : 0;
+        errors += row.contains("error") ? 1 : 0;
+        if (row.contains("bpb_before") && row.contains("bpb_after")) {
+            bpb_n += 1;
+            bpb_before += row["bpb_before"].get<double>();
+            bpb_after += row["bpb_after"].get<double>();
+        }
+        if (row.contains("timings_ms") && row["timings_ms"].is_object()) {
             const auto & t = row["timings_ms"];
             t_total += t.value("total", 0.0);
             t_train += t.value("train", 0.0);
             t_generate += t.value("generate", 0.0);
             t_retrieve += t.value("retrieve", 0.0) + t.value("embed", 0.0);
         }
-        nlohmann::json s = {{"items", n},
-                            {"accuracy", mean_of(correct, n)},
-                            {"accuracy_alt", mean_of(correct_alt, n)},
-                            {"ttt_rate", mean_of(ttt, n)},
-                            {"cache_hit_rate", mean_of(hits, n)},
-                            {"seconds_per_query", mean_of(t_total, n) / 1000},
-                            {"train_seconds", mean_of(t_train, n) / 1000},
-                            {"generate_seconds", mean_of(t_generate, n) / 1000},
-                            {"retrieve_seconds", mean_of(t_retrieve, n) / 1000}};
-        if (bpb_n > 0) {
-            const double before = bpb_before / bpb_n, after = bpb_after / bpb_n;
-            s["bpb_before"] = before;
-            s["bpb_after"] = after;
-            s["bpb_relative_change"] = before > 0 ? (after - before) / before : 0.0;
-        }
-        tasks[file.stem().string()] = s;
     }
+    nlohmann::json s = {{"items", n},
+                        {"errors", errors},
+                        {"accuracy", mean_of(correct, n)},
+                        {"accuracy_alt", mean_of(correct_alt, n)},
+                        {"ttt_rate", mean_of(ttt, n)},
+                        {"cache_hit_rate", mean_of(hits, n)},
+                        {"seconds_per_query", mean_of(t_total, n) / 1000},
+                        {"train_seconds", mean_of(t_train, n) / 1000},
+                        {"generate_seconds", mean_of(t_generate, n) / 1000},
+                        {"retrieve_seconds", mean_of(t_retrieve, n) / 1000}};
+    if (bpb_n > 0) {
+        const double before = bpb_before / bpb_n, after = bpb_after / bpb_n;
+        s["bpb_items"] = bpb_n;
+        s["bpb_before"] = before;
+        s["bpb_after"] = after;
+        s["bpb_relative_change"] = before > 0 ? (after - before) / before : 0.0;
+    }
+    return s;
+}
+
+nlohmann::json summarize_folder(const fs::path & folder) {
+    nlohmann::json tasks = nlohmann::json::object();
+    for (const auto & [task, rows] : read_run_rows(folder)) tasks[task] = summarize_rows(rows);
     return {{"folder", folder.string()}, {"tasks", tasks}};
 }
 
@@ -109,7 +123,7 @@ void write_report(const fs::path & folder, const nlohmann::json & summary) {
        << "| task | items | accuracy | alt. extraction | TTT rate | cache hits | bpb before | bpb after | Δ bpb | "
           "s/query "
           "(retrieve / train / generate) |\n|---|---|---|---|---|---|---|---|---|---|\n";
-    std::vector<std::pair<std::string, double>> accuracy, seconds;
+    std::vector<BarGroup> accuracy(1), seconds(1);
     for (const auto & [name, s] : summary["tasks"].items()) {
         const bool bpb = s.contains("bpb_before");
         md << "| " << name << " | " << s["items"].get<double>() << " | "
@@ -124,18 +138,28 @@ void write_report(const fs::path & folder, const nlohmann::json & summary) {
                           s["retrieve_seconds"].get<double>(), s["train_seconds"].get<double>(),
                           s["generate_seconds"].get<double>())
            << " |\n";
-        accuracy.emplace_back(name, s["accuracy"].get<double>());
-        seconds.emplace_back(name, s["seconds_per_query"].get<double>());
+        accuracy[0].rows.push_back({name, {s["accuracy"].get<double>()}});
+        const double other = std::max(0.0, s["seconds_per_query"].get<double>() - s["retrieve_seconds"].get<double>() -
+                                                s["train_seconds"].get<double>() - s["generate_seconds"].get<double>());
+        seconds[0].rows.push_back({name,
+                                   {s["retrieve_seconds"].get<double>(), s["train_seconds"].get<double>(),
+                                    s["generate_seconds"].get<double>(), other}});
     }
-    md << "\nCoQA: accuracy = em, alt. = f1. GSM8K: accuracy = strict-match, alt. = flexible-extract. MathQA/AQuA: accuracy = corrected letter "
-          "extraction, alt. = the original's (first A-E anywhere). bpb: bits per byte of each item's question + "
-          "solution under the base model and after TTT on its "
-          "neighbours.\n\n![accuracy](accuracy.svg)\n![time](time.svg)\n";
+    md << "\nCoQA: accuracy = em, alt. = f1. GSM8K: accuracy = strict-match, alt. = flexible-extract. MathQA/AQuA: "
+          "accuracy = corrected letter extraction, alt. = the original's (first A-E anywhere). bpb: bits per byte of "
+          "each item's question + solution under the base model and after TTT on its neighbours.\n\n"
+          "![accuracy](accuracy.svg)\n![time](time.svg)\n";
     kb::write_file_atomic(folder / "report.md", md.str());
-    double max_seconds = 0;
-    for (const auto & [name, v] : seconds) max_seconds = std::max(max_seconds, v);
-    kb::write_file_atomic(folder / "accuracy.svg", bar_chart("Accuracy per task", accuracy, 1.0, ""));
-    kb::write_file_atomic(folder / "time.svg", bar_chart("Seconds per query", seconds, max_seconds, " s"));
+    ChartStyle accuracy_style;
+    accuracy_style.title = "Accuracy per task";
+    accuracy_style.max_value = 1.0;
+    kb::write_file_atomic(folder / "accuracy.svg", bar_chart_svg(accuracy, accuracy_style));
+    ChartStyle time_style;
+    time_style.title = "Seconds per query";
+    time_style.unit = " s";
+    time_style.value_decimals = 2;
+    time_style.legend = {"retrieve", "train", "generate", "other"};
+    kb::write_file_atomic(folder / "time.svg", bar_chart_svg(seconds, time_style));
 }
 
 }  // namespace ct3::eval

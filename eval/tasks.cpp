@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <sstream>
 
+#include "eval/python_random.h"
 #include "eval/scoring.h"
 #include "kb/json_records.h"
 #include "kb/kb_files.h"
@@ -46,6 +47,7 @@ Task gsm8k(const fs::path & path) {
 Task llm_adapters(const std::string & name, const fs::path & path, bool letter) {
     Task t;
     t.spec = {name, letter ? Scoring::option_letter : Scoring::number, 1024, false, {}, path};
+    t.spec.limit_shuffles = true;
     require_file(path, name);
     kb::for_each_json_record(path, [&](kb::JsonRecord && r) {
         const std::string where = kb::record_location(path, r);
@@ -297,6 +299,31 @@ ItemScore score_output(const Task & task, const EvalItem & item, const std::stri
         }
     }
     return s;
+}
+
+LimitSample parse_limit_sample(const std::string & name) {
+    if (name == "original") return LimitSample::original;
+    if (name == "shuffle") return LimitSample::shuffle;
+    if (name == "first") return LimitSample::first;
+    fail(ErrorKind::invalid_argument, "--limit_sample must be original, shuffle or first, got '{}'", name);
+}
+
+std::vector<size_t> select_items(const TaskSpec & spec, size_t count, int limit, LimitSample how, uint64_t seed,
+                                 int shard, int shards) {
+    CT3_CHECK(shards >= 1 && shard >= 0 && shard < shards, ErrorKind::invalid_argument,
+              "--shard must be K/N with 0 <= K < N, got {}/{}", shard, shards);
+    std::vector<size_t> order(count);
+    for (size_t i = 0; i < count; ++i) order[i] = i;
+    if (limit > 0 && static_cast<size_t>(limit) < count) {
+        const bool shuffle = how == LimitSample::shuffle || (how == LimitSample::original && spec.limit_shuffles);
+        if (shuffle) PythonRandom(seed).shuffle(order);
+        order.resize(static_cast<size_t>(limit));
+    }
+    std::vector<size_t> mine;
+    for (size_t i = static_cast<size_t>(shard); i < order.size(); i += static_cast<size_t>(shards)) {
+        mine.push_back(order[i]);
+    }
+    return mine;
 }
 
 }  // namespace ct3::eval

@@ -30,6 +30,9 @@ struct TaskSpec {
     bool max_tokens_total = false;  // bigcode: the budget counts prompt + completion
     std::vector<std::string> stop_strings;
     std::filesystem::path source;
+    // How the original harness applies --limit: LLM-Adapters runs random.seed(42); shuffle; [:limit],
+    // lm-eval and the bigcode harness take the first `limit` documents.
+    bool limit_shuffles = false;
 };
 
 struct EvalItem {
@@ -60,6 +63,19 @@ struct ItemScore {
     SandboxResult execution;         // code tasks
     double em = 0, f1 = 0;           // coqa (em may be fractional: lm-eval's leave-one-out mean)
 };
+
+enum class LimitSample {
+    original,  // as the task's original harness (TaskSpec::limit_shuffles)
+    shuffle,   // Python's random.seed(seed); random.shuffle for every task
+    first,     // the first `limit` items for every task
+};
+LimitSample parse_limit_sample(const std::string & name);  // throws naming --limit_sample
+
+// The item indices a run evaluates, in evaluation order: all items, or `limit` of them (> 0) chosen
+// as `how` says, then every `shards`-th from position `shard` (several processes on one device).
+// A larger limit keeps the smaller one's items, so a run can be extended by resuming.
+std::vector<size_t> select_items(const TaskSpec & spec, size_t count, int limit, LimitSample how, uint64_t seed,
+                                 int shard = 0, int shards = 1);
 
 // Scores one generated output (new text only).
 ItemScore score_output(const Task & task, const EvalItem & item, const std::string & output,

@@ -50,4 +50,28 @@ assert "CoQA: accuracy = em" in open(os.path.join(d, "report.md")).read()
 mb = [json.loads(l) for l in open(os.path.join(d, "mbpp.jsonl"))]
 assert all(r["execution"]["status"] in ("passed", "failed", "timeout", "killed") for r in mb if "error" not in r), mb
 PY
+# A baseline without TTT in 2 shards (as scripts/eval_suite.sh runs them), then the comparison.
+compare_bin=$(dirname "$eval_bin")/ct3-eval-compare
+base_args=("${model_args[@]}" --tasks gsm8k,mathqa --limit 3 --bpb --max_new_tokens_cap 8 --data_root "$data"
+           --out "$tmp/base" --log-level warn)
+"$eval_bin" "${base_args[@]}" --shard 0/2 >/dev/null 2>"$tmp/base0.err" || fail "ct3-eval shard 0/2: $(tail -5 "$tmp/base0.err")"
+"$eval_bin" "${base_args[@]}" --shard 1/2 >/dev/null 2>"$tmp/base1.err" || fail "ct3-eval shard 1/2: $(tail -5 "$tmp/base1.err")"
+"$compare_bin" --out "$tmp/compare" "base=$tmp/base" "ttt=$tmp/report" >"$tmp/compare.md" 2>"$tmp/compare.err" ||
+  fail "ct3-eval-compare: $(tail -5 "$tmp/compare.err")"
+$py - "$tmp" <<'PY' || fail "comparison"
+import json, os, sys
+d = sys.argv[1]
+shards = [f for f in os.listdir(os.path.join(d, "base")) if f.startswith("gsm8k.shard-")]
+assert sorted(shards) == ["gsm8k.shard-0-of-2.jsonl", "gsm8k.shard-1-of-2.jsonl"], shards
+c = json.load(open(os.path.join(d, "compare", "compare.json")))
+assert sorted(c["tasks"]) == ["gsm8k", "mathqa"], c["tasks"].keys()
+for t in c["tasks"].values():
+    assert t["items"] == 3, t
+    ttt = t["runs"]["ttt"]
+    assert ttt["fixed"] + ttt["broken"] <= 3 and ttt["ttt_rate"] == 1.0, ttt
+    assert t["runs"]["base"]["ttt_rate"] == 0.0
+    assert abs(t["runs"]["base"]["bpb_before"] - ttt["bpb_before"]) < 1e-9  # the same base model
+assert "| gsm8k | 3 |" in open(os.path.join(d, "compare.md")).read()
+assert os.path.getsize(os.path.join(d, "compare", "bpb.svg")) > 200
+PY
 echo "ok: ct3-eval end to end"

@@ -1,5 +1,6 @@
 #include "kb/kb_files.h"
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -107,8 +108,11 @@ void fsync_parent(const fs::path & path) {
 }
 
 void write_file_atomic(const fs::path & path, std::string_view bytes) {
+    // A temp name of this process and call: several writers of one file (ct3-eval shards writing
+    // a shared report) each rename a complete file, and the last one wins.
+    static std::atomic<uint64_t> counter{0};
     fs::path tmp = path;
-    tmp += ".tmp";
+    tmp += ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) fail_errno("open", tmp);
     try {
@@ -116,10 +120,17 @@ void write_file_atomic(const fs::path & path, std::string_view bytes) {
         if (::fsync(fd) != 0) fail_errno("fsync", tmp);
     } catch (...) {
         ::close(fd);
+        ::unlink(tmp.c_str());
         throw;
     }
-    if (::close(fd) != 0) fail_errno("close", tmp);
-    if (::rename(tmp.c_str(), path.c_str()) != 0) fail_errno("rename to '" + path.string() + "' of", tmp);
+    if (::close(fd) != 0) {
+        ::unlink(tmp.c_str());
+        fail_errno("close", tmp);
+    }
+    if (::rename(tmp.c_str(), path.c_str()) != 0) {
+        ::unlink(tmp.c_str());
+        fail_errno("rename to '" + path.string() + "' of", tmp);
+    }
     fsync_parent(path);
 }
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -9,16 +10,31 @@
 
 namespace ct3 {
 
+// The state of a recurrent model (e.g. the TTT layers' inner weights) after the tokens seen so far.
+// Each recurrent model defines its own subclass; KVCache only needs its length and a way to reset it.
+struct RecurrentCache {
+    virtual ~RecurrentCache() = default;
+    virtual int64_t length() const = 0;  // tokens consumed so far
+    virtual void clear() = 0;            // back to "no tokens seen"
+};
+
 // Keys and values of the tokens seen so far, per layer: [batch, n_kv_heads, length, head_dim].
 // Empty tensors before the first forward. Owned by the caller of generate(); one per sequence batch.
+// A recurrent model keeps its state in `recurrent` instead (keys/values stay empty); copies of a
+// KVCache share that state object.
 struct KVCache {
     std::vector<at::Tensor> keys;
     std::vector<at::Tensor> values;
+    std::shared_ptr<RecurrentCache> recurrent;
 
-    int64_t length() const { return keys.empty() || !keys[0].defined() ? 0 : keys[0].size(2); }
+    int64_t length() const {
+        if (recurrent) return recurrent->length();
+        return keys.empty() || !keys[0].defined() ? 0 : keys[0].size(2);
+    }
     void clear() {
         for (auto & k : keys) k = at::Tensor();
         for (auto & v : values) v = at::Tensor();
+        if (recurrent) recurrent->clear();
     }
 };
 

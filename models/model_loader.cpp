@@ -7,6 +7,7 @@
 #include "models/llama_config.h"
 #include "models/llama_loader.h"
 #include "models/log.h"
+#include "models/ttt_loader.h"
 
 namespace fs = std::filesystem;
 
@@ -52,6 +53,16 @@ std::shared_ptr<CausalLM> load_causal_lm(const fs::path & path, const LoadOption
     const fs::path folder = fs::is_directory(path) ? path : path.parent_path();
     CT3_CHECK(fs::exists(folder / "config.json"), ErrorKind::not_found,
               "'{}' has no config.json (expected a Hugging Face model folder or a llama2.c .bin file)", folder.string());
+    if (is_ttt_model_folder(folder)) {
+        // TTT models keep their inner loop in float32 whatever the dtype; "auto" follows the Llama rule.
+        const c10::ScalarType dtype = pick_dtype(options.dtype, "float32", device);
+        TTTForCausalLM model = load_ttt(folder, device, dtype);
+        log->info("loaded TTT-{} ({} backbone) from {} ({} layers, hidden {}) on {} as {}",
+                  model->config().ttt_layer_type == "mlp" ? "MLP" : "Linear", model->config().backbone,
+                  folder.string(), model->config().num_hidden_layers, model->config().hidden_size, device.str(),
+                  c10::toString(dtype));
+        return model.ptr();
+    }
     const LlamaConfig config = LlamaConfig::from_file(folder);
     LlamaLoadOptions load_options;
     load_options.device = device;

@@ -97,9 +97,23 @@ CausalConv1dImpl::CausalConv1dImpl(int64_t channels, int64_t width) {
 }
 
 at::Tensor CausalConv1dImpl::forward(const at::Tensor & x) {
-    const int64_t width = weight.size(2);
-    at::Tensor y = F::pad(x.transpose(1, 2), F::PadFuncOptions({width - 1, 0}));
-    y = F::conv1d(y, weight.to(x.scalar_type()), F::Conv1dFuncOptions().bias(bias.to(x.scalar_type())).groups(x.size(2)));
+    at::Tensor history;
+    return forward_with_history(x, history);
+}
+
+at::Tensor CausalConv1dImpl::forward_with_history(const at::Tensor & x, at::Tensor & history) {
+    const int64_t width = weight.size(2), B = x.size(0), C = x.size(2);
+    CT3_CHECK(!history.defined() || (history.dim() == 3 && history.size(0) == B && history.size(1) == width - 1 &&
+                                     history.size(2) == C),
+              ErrorKind::invalid_argument, "CausalConv1d: history must be [{}, {}, {}] (got [{}])", B, width - 1, C,
+              history.defined() ? fmt::format("{}", fmt::join(history.sizes(), ", ")) : "");
+    // The previous inputs take the place of the zero padding of a sequence start.
+    at::Tensor past = history.defined() ? history.to(x.scalar_type()) : torch::zeros({B, width - 1, C}, x.options());
+    at::Tensor full = torch::cat({past, x}, 1);
+    at::Tensor y = F::conv1d(full.transpose(1, 2), weight.to(x.scalar_type()),
+                             F::Conv1dFuncOptions().bias(bias.to(x.scalar_type())).groups(C));
+    // A copy, not a view: a view would keep the whole chunk (a long prompt) alive in a decoding cache.
+    history = full.slice(1, full.size(1) - (width - 1)).clone();
     return y.transpose(1, 2);
 }
 
@@ -156,7 +170,7 @@ TTTState TTTLayerImpl::initial_state(int64_t batch, c10::ScalarType dtype) const
     return s;
 }
 
-TTTInputs TTTLayerImpl::project(const at::Tensor & hidden, int64_t offset) {
+TTTInputs TTTLayerImpl::project(const at::Tensor & hidden, int64_t offset, at::Tensor * conv_history) {
     const int64_t B = hidden.size(0), T = hidden.size(1), D = config_.hidden_size;
     const int64_t H = config_.num_heads, d = config_.head_dim(), b = config_.mini_batch_size;
     const c10::ScalarType cd = compute_dtype(hidden);
@@ -166,9 +180,12 @@ TTTInputs TTTLayerImpl::project(const at::Tensor & hidden, int64_t offset) {
     at::Tensor pos = torch::remainder(
         torch::arange(offset, offset + T, torch::TensorOptions().dtype(torch::kInt64).device(hidden.device())), b);
     if (config_.share_qk) {
+        // conv_q and conv_k read the same inputs, so one history serves both.
         const at::Tensor xqk = q_proj->forward(hidden);
-        in.XQ = ttt_rope_interleaved(heads(conv_q->forward(xqk)), pos, config_.rope_theta);
-        in.XK = ttt_rope_interleaved(heads(conv_k->forward(xqk)), pos, config_.rope_theta);
+        at::Tensor fresh, & history = conv_history != nullptr ? *conv_history : fresh;
+        at::Tensor history_k = history;
+        in.XQ = ttt_rope_interleaved(heads(conv_q->forward_with_history(xqk, history)), pos, config_.rope_theta);
+        in.XK = ttt_rope_interleaved(heads(conv_k->forward_with_history(xqk, history_k)), pos, config_.rope_theta);
     } else {
         in.XQ = ttt_rope_interleaved(heads(q_proj->forward(hidden)), pos, config_.rope_theta);
         in.XK = ttt_rope_interleaved(heads(k_proj->forward(hidden)), pos, config_.rope_theta);
@@ -255,10 +272,10 @@ std::pair<at::Tensor, TTTState> TTTLayerImpl::forward_with_state(const at::Tenso
               "TTTLayer: hidden must be floating point (got {})", c10::toString(hidden.scalar_type()));
     const int64_t B = hidden.size(0);
     CT3_CHECK(state.offset >= 0, ErrorKind::invalid_argument, "TTTState: offset must be >= 0 (got {})", state.offset);
-    CT3_CHECK(!config_.share_qk || state.offset == 0, ErrorKind::unsupported,
-              "TTTLayer: continuing a sequence (offset {}) with share_qk needs the conv_q/conv_k buffers, which "
-              "TTTState does not carry yet: run the whole sequence in one call",
-              state.offset);
+    CT3_CHECK(!config_.share_qk || state.offset == 0 || state.conv_history.defined(), ErrorKind::invalid_argument,
+              "TTTState: offset is {} but conv_history is undefined (share_qk continues from the last {} inputs of "
+              "conv_q/conv_k)",
+              state.offset, config_.conv_width - 1);
     if (!state.W1.defined()) {
         CT3_CHECK(state.offset == 0 && !state.grad_W1.defined(), ErrorKind::invalid_argument,
                   "TTTState: W1 is undefined but offset is {} (only a fresh state may omit the weights)", state.offset);
@@ -270,7 +287,7 @@ std::pair<at::Tensor, TTTState> TTTLayerImpl::forward_with_state(const at::Tenso
               ErrorKind::invalid_argument, "TTTState: W1 has shape [{}] (expected [{}, {}, {}, {}]{})",
               fmt::join(state.W1.sizes(), ", "), B, config_.num_heads, config_.head_dim(), config_.inner_hidden(),
               config_.is_mlp() ? " with W2/b2" : " without W2/b2");
-    TTTInputs in = project(hidden, state.offset);
+    TTTInputs in = project(hidden, state.offset, config_.share_qk ? &state.conv_history : nullptr);
     at::Tensor inner = ttt(in, state, mode);
     return {output(inner, hidden), std::move(state)};
 }

@@ -66,6 +66,9 @@ enum class TTTMode {
 struct TTTState {
     at::Tensor W1, b1, W2, b2;  // [B,H,d,f] [B,H,1,f] [B,H,f,d] [B,H,1,d]
     at::Tensor grad_W1, grad_b1, grad_W2, grad_b2;
+    // share_qk only: the last conv_width − 1 rows of x·Wq seen so far [B, w−1, D] (activation dtype),
+    // the inputs conv_q/conv_k still need; undefined = zeros, i.e. before the first token.
+    at::Tensor conv_history;
     int64_t offset = 0;  // tokens processed so far (position of the next token)
 };
 
@@ -83,6 +86,10 @@ class CausalConv1dImpl : public torch::nn::Module {
 public:
     CausalConv1dImpl(int64_t channels, int64_t width);
     at::Tensor forward(const at::Tensor & x);
+    // The same over a chunk that continues a sequence: `history` holds the last width − 1 inputs
+    // before x ([B, width−1, C]; undefined = zeros, the start of a sequence) and is replaced by the
+    // last width − 1 inputs after x, so chunked calls equal one call over the whole sequence.
+    at::Tensor forward_with_history(const at::Tensor & x, at::Tensor & history);
     at::Tensor weight;  // [C, 1, width]
     at::Tensor bias;    // [C]
 };
@@ -102,8 +109,9 @@ public:
     // The learned initial state (θ_init tiled over `batch`; differentiable w.r.t. W1.. ), offset 0.
     TTTState initial_state(int64_t batch, c10::ScalarType compute_dtype) const;
 
-    // Building blocks, public for tests and the later decoding slice.
-    TTTInputs project(const at::Tensor & hidden, int64_t offset);
+    // Building blocks, public for tests. With share_qk, `conv_history` (TTTState::conv_history) is read
+    // and advanced; null means a sequence that starts at this call (zero padding).
+    TTTInputs project(const at::Tensor & hidden, int64_t offset, at::Tensor * conv_history = nullptr);
     // Runs the inner loop over inputs of one call, advancing `state` (a default-constructed state
     // starts from θ_init); returns [B, H, T, d] in the compute dtype.
     at::Tensor ttt(const TTTInputs & in, TTTState & state, TTTMode mode);

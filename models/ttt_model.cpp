@@ -71,15 +71,26 @@ TTTConfig TTTModelConfig::layer_config() const {
     return t;
 }
 
-void TTTModelConfig::validate() const {
+void TTTModelConfig::validate(const std::string & where) const {
     CT3_CHECK(vocab_size > 0 && num_hidden_layers > 0 && intermediate_size > 0, ErrorKind::invalid_argument,
-              "TTT model: vocab_size, num_hidden_layers and intermediate_size must be > 0 (got {}, {}, {})", vocab_size,
+              "{}: vocab_size, num_hidden_layers and intermediate_size must be > 0 (got {}, {}, {})", where, vocab_size,
               num_hidden_layers, intermediate_size);
     CT3_CHECK(backbone == "mamba" || backbone == "llama", ErrorKind::invalid_argument,
-              "TTT model: backbone must be \"mamba\" or \"llama\" (got \"{}\")", backbone);
-    CT3_CHECK(rms_norm_eps > 0, ErrorKind::invalid_argument, "TTT model: rms_norm_eps must be > 0 (got {})",
+              "{}: backbone must be \"mamba\" or \"llama\" (got \"{}\")", where, backbone);
+    CT3_CHECK(rms_norm_eps > 0, ErrorKind::invalid_argument, "{}: rms_norm_eps must be > 0 (got {})", where,
               rms_norm_eps);
-    layer_config().validate("TTT model");
+    CT3_CHECK(conv_width >= 1, ErrorKind::invalid_argument, "{}: conv_kernel must be >= 1 (got {})", where,
+              conv_width);
+    CT3_CHECK(max_position_embeddings > 0, ErrorKind::invalid_argument,
+              "{}: max_position_embeddings must be > 0 (got {})", where, max_position_embeddings);
+    CT3_CHECK(bos_token_id >= -1 && bos_token_id < vocab_size, ErrorKind::invalid_argument,
+              "{}: bos_token_id must be -1 (none) or in [0, vocab_size {}) (got {})", where, vocab_size,
+              bos_token_id);
+    for (int32_t id : eos_token_ids) {
+        CT3_CHECK(id >= 0 && id < vocab_size, ErrorKind::invalid_argument,
+                  "{}: eos_token_id must be in [0, vocab_size {}) (got {})", where, vocab_size, id);
+    }
+    layer_config().validate(where);
 }
 
 int64_t TTTModelConfig::parameter_count() const {
@@ -95,7 +106,8 @@ int64_t TTTModelConfig::parameter_count() const {
     ttt += 2 * D;                                          // post_norm
     int64_t block = ttt + 2 * D + 3 * D * intermediate_size;  // seq_norm, ffn_norm, SwiGLU
     if (mamba) block += D + D * conv_width + D;             // pre_conv_norm, pre_conv
-    return num_hidden_layers * block + vocab_size * D + D;  // + tied embeddings, final norm
+    const int64_t head = tie_word_embeddings ? 0 : vocab_size * D;
+    return num_hidden_layers * block + vocab_size * D + D + head;  // + embeddings, final norm, untied head
 }
 
 TTTBlockImpl::TTTBlockImpl(const TTTModelConfig & c) {
@@ -111,10 +123,17 @@ TTTBlockImpl::TTTBlockImpl(const TTTModelConfig & c) {
     for (auto & p : mlp->named_parameters()) p.value().normal_(0.0, c.initializer_range);
 }
 
-at::Tensor TTTBlockImpl::forward(const at::Tensor & x_in, TTTMode mode) {
+at::Tensor TTTBlockImpl::forward(const at::Tensor & x, TTTMode mode) {
+    TTTBlockState fresh;
+    return forward_with_state(x, fresh, mode);
+}
+
+at::Tensor TTTBlockImpl::forward_with_state(const at::Tensor & x_in, TTTBlockState & state, TTTMode mode) {
     at::Tensor x = x_in;
-    if (pre_conv) x = x + pre_conv->forward(pre_conv_norm->forward(x));
-    x = x + seq_modeling_block->forward(seq_norm->forward(x), mode);
+    if (pre_conv) x = x + pre_conv->forward_with_history(pre_conv_norm->forward(x), state.pre_conv_history);
+    auto res = seq_modeling_block->forward_with_state(seq_norm->forward(x), std::move(state.ttt), mode);
+    state.ttt = std::move(res.second);
+    x = x + res.first;
     return x + mlp->forward(ffn_norm->forward(x));
 }
 
@@ -124,18 +143,105 @@ TTTForCausalLMImpl::TTTForCausalLMImpl(TTTModelConfig config) : config_(std::mov
     layers = register_module("layers", torch::nn::ModuleList());
     for (int64_t i = 0; i < config_.num_hidden_layers; ++i) layers->push_back(TTTBlock(config_));
     norm = register_module("norm", RMSNorm(config_.hidden_size, config_.rms_norm_eps));
+    if (!config_.tie_word_embeddings) {
+        lm_head = register_module(
+            "lm_head",
+            torch::nn::Linear(torch::nn::LinearOptions(config_.hidden_size, config_.vocab_size).bias(false)));
+    }
     torch::NoGradGuard no_grad;
     embed_tokens->weight.normal_(0.0, config_.initializer_range);
+    if (lm_head) lm_head->weight.normal_(0.0, config_.initializer_range);
+}
+
+c10::Device TTTForCausalLMImpl::device() const { return embed_tokens->weight.device(); }
+
+at::Tensor TTTForCausalLMImpl::checked_ids(const at::Tensor & ids) const {
+    CT3_CHECK(ids.defined() && ids.dim() == 2 && ids.size(0) > 0 && ids.size(1) > 0, ErrorKind::invalid_argument,
+              "TTTForCausalLM: input_ids must be a non-empty [batch, seq] tensor (got {})",
+              ids.defined() ? fmt::format("shape [{}]", fmt::join(ids.sizes(), ", ")) : "undefined");
+    CT3_CHECK(ids.scalar_type() == torch::kInt64 || ids.scalar_type() == torch::kInt32, ErrorKind::invalid_argument,
+              "TTTForCausalLM: input_ids must be int64 or int32 (got {})", c10::toString(ids.scalar_type()));
+    // As LlamaForCausalLM: host ids are checked for free, ids already on an accelerator come from our
+    // own sampling there and a check would sync the device once per token.
+    if (ids.device().is_cpu()) {
+        const int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
+        CT3_CHECK(lo >= 0 && hi < config_.vocab_size, ErrorKind::invalid_argument,
+                  "input_ids contain token ids in [{}, {}] outside the vocabulary [0, {})", lo, hi, config_.vocab_size);
+    }
+    return ids.to(device(), torch::kInt64);
+}
+
+at::Tensor TTTForCausalLMImpl::logits(const at::Tensor & hidden) {
+    // Tied head: logits against the embedding matrix; float32 for the loss and the sampler.
+    at::Tensor out = lm_head ? lm_head->forward(hidden) : torch::nn::functional::linear(hidden, embed_tokens->weight);
+    return out.to(torch::kFloat32);
 }
 
 at::Tensor TTTForCausalLMImpl::forward(const at::Tensor & input_ids, TTTMode mode) {
-    CT3_CHECK(input_ids.defined() && input_ids.dim() == 2 && input_ids.size(1) > 0, ErrorKind::invalid_argument,
-              "TTTForCausalLM: input_ids must be [batch, seq] with seq > 0");
-    at::Tensor h = embed_tokens->forward(input_ids);
+    at::Tensor h = embed_tokens->forward(checked_ids(input_ids));
     for (size_t i = 0; i < layers->size(); ++i) h = layers->ptr<TTTBlockImpl>(i)->forward(h, mode);
-    h = norm->forward(h);
-    // Tied head: logits against the embedding matrix, in float32 for the loss.
-    return torch::nn::functional::linear(h, embed_tokens->weight).to(torch::kFloat32);
+    return logits(norm->forward(h));
+}
+
+KVCache TTTForCausalLMImpl::make_cache() const {
+    KVCache cache;
+    cache.recurrent = std::make_shared<TTTCache>();
+    return cache;
+}
+
+at::Tensor TTTForCausalLMImpl::forward_tokens(const at::Tensor & input_ids, KVCache * cache) {
+    if (cache == nullptr) return forward(input_ids, TTTMode::dual);
+    at::Tensor ids = checked_ids(input_ids);
+    if (!cache->recurrent) {
+        CT3_CHECK(cache->length() == 0, ErrorKind::invalid_argument,
+                  "TTTForCausalLM: the cache holds {} tokens of keys/values (a Transformer's cache?), not TTT state",
+                  cache->length());
+        cache->recurrent = std::make_shared<TTTCache>();
+    }
+    auto * state = dynamic_cast<TTTCache *>(cache->recurrent.get());
+    CT3_CHECK(state != nullptr, ErrorKind::invalid_argument,
+              "TTTForCausalLM: cache.recurrent is not a TTTCache (make the cache with this model's make_cache())");
+    const size_t n_layers = layers->size();
+    if (state->layers.empty()) {
+        CT3_CHECK(state->offset == 0, ErrorKind::invalid_argument, "TTTCache: offset {} without layer states",
+                  state->offset);
+        state->layers.resize(n_layers);
+    }
+    CT3_CHECK(state->layers.size() == n_layers, ErrorKind::invalid_argument,
+              "TTTCache has {} layer states but the model has {} layers", state->layers.size(), n_layers);
+    const int64_t B = ids.size(0);
+    const at::Tensor & W1 = state->layers[0].ttt.W1;
+    CT3_CHECK(state->offset == 0 || (W1.defined() && W1.size(0) == B), ErrorKind::invalid_argument,
+              "TTTCache holds batch {} but input_ids has batch {}", W1.defined() ? W1.size(0) : 0, B);
+    at::Tensor h = embed_tokens->forward(ids);
+    for (size_t i = 0; i < n_layers; ++i) {
+        h = layers->ptr<TTTBlockImpl>(i)->forward_with_state(h, state->layers[i], TTTMode::dual);
+    }
+    state->offset += ids.size(1);
+    return logits(norm->forward(h));
+}
+
+LMOutput TTTForCausalLMImpl::forward_train(const at::Tensor & input_ids, const at::Tensor & attention_mask,
+                                           const at::Tensor & labels) {
+    if (attention_mask.defined()) {
+        CT3_CHECK(input_ids.defined() && attention_mask.dim() == 2 && attention_mask.sizes() == input_ids.sizes(),
+                  ErrorKind::invalid_argument,
+                  "TTTForCausalLM: attention_mask must have the shape of input_ids [{}] (got [{}])",
+                  input_ids.defined() ? fmt::format("{}", fmt::join(input_ids.sizes(), ", ")) : "",
+                  fmt::join(attention_mask.sizes(), ", "));
+        // Right padding = every row is 1s then 0s: no 1 after a 0.
+        at::Tensor keep = attention_mask.ne(0);
+        const bool right_padded =
+            keep.size(1) < 2 ||
+            !(keep.slice(1, 1) & keep.slice(1, 0, keep.size(1) - 1).logical_not()).any().item<bool>();
+        CT3_CHECK(right_padded, ErrorKind::unsupported,
+                  "TTTForCausalLM: attention_mask must be right padding (each row 1s then 0s): the TTT recurrence "
+                  "cannot skip padding before or inside a sequence");
+    }
+    LMOutput out;
+    out.logits = forward(input_ids, TTTMode::dual);
+    if (labels.defined()) out.loss = causal_lm_loss(out.logits, labels);
+    return out;
 }
 
 }  // namespace ct3

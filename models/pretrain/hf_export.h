@@ -1,6 +1,7 @@
 // Export of a trained run in the Hugging Face layout, so that ct3's loaders, transformers and the
 // client load it unchanged: config.json, generation_config.json, model.safetensors (bf16 or fp32),
-// tokenizer.model + tokenizer_config.json + special_tokens_map.json.
+// tokenizer.model + tokenizer_config.json + special_tokens_map.json. A TTT run is written in the TTT
+// folder layout of models/ttt_loader.h ("model_type": "ttt"), which ct3's model loader reads.
 #pragma once
 
 #include <filesystem>

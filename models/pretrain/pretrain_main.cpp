@@ -1,4 +1,5 @@
-// ct3-pretrain: trains a Llama-architecture causal LM from scratch, in five resumable stages that
+// ct3-pretrain: trains a causal LM from scratch (a Llama-architecture Transformer, or with --backbone
+// ttt-linear | ttt-mlp a TTT model of the same sizes), in five resumable stages that
 // each read the previous one's output (the whole recipe of the shipped ct3-tiny model is
 // scripts/train_ct3_tiny.sh):
 //
@@ -41,6 +42,7 @@
 #include "models/pretrain/distributed.h"
 #include "models/pretrain/hf_export.h"
 #include "models/pretrain/model_presets.h"
+#include "models/pretrain/pretrain_model.h"
 #include "models/pretrain/token_shards.h"
 #include "models/pretrain/trainer.h"
 #include "models/sentencepiece_trainer.h"
@@ -148,7 +150,7 @@ int main(int argc, char ** argv) {
     auto * train_cmd = app.add_subcommand("train", "Pretrain (resumes the run folder's checkpoint)");
     ct3::pretrain::TrainOptions train;
     fs::path run_dir, data_prefix, config_path;
-    std::string preset = "ct3-tiny";
+    std::string preset = "ct3-tiny", backbone = "transformer", backbone_style = "mamba";
     ct3::pretrain::ModelOverrides overrides;
     bool restart = false;
     int nproc = 1;
@@ -158,7 +160,13 @@ int main(int argc, char ** argv) {
     train_cmd->add_option("--train_data", train.train_data, "Train shard manifest (instead of --data)");
     train_cmd->add_option("--held_out_data", train.held_out_data, "Held-out shard manifest (instead of --data)");
     train_cmd->add_option("--preset", preset, "Model shape: " + ct3::pretrain::model_preset_names());
-    train_cmd->add_option("--config", config_path, "A Hugging Face config.json (instead of --preset)");
+    train_cmd->add_option("--config", config_path,
+                          "A Hugging Face config.json, or a TTT one (\"model_type\": \"ttt\"), instead of --preset");
+    train_cmd->add_option("--backbone", backbone, "transformer, ttt-linear or ttt-mlp (TTT layers in place of attention)")
+        ->check(CLI::IsMember({"transformer", "ttt-linear", "ttt-mlp"}));
+    train_cmd->add_option("--backbone_style", backbone_style,
+                          "TTT blocks: mamba (pre-conv, shared Q/K with convs, gate; the paper's default) or llama")
+        ->check(CLI::IsMember({"mamba", "llama"}));
     train_cmd->add_option("--hidden_size", overrides.hidden_size, "Override the preset");
     train_cmd->add_option("--num_hidden_layers", overrides.num_hidden_layers, "Override the preset");
     train_cmd->add_option("--num_attention_heads", overrides.num_attention_heads, "Override the preset");
@@ -257,9 +265,19 @@ int main(int argc, char ** argv) {
             CT3_CHECK(!train.train_data.empty() && !train.held_out_data.empty(), ErrorKind::invalid_argument,
                       "give --data PREFIX (from `ct3-pretrain tokenize`) or both --train_data and --held_out_data");
             const auto manifest = ct3::pretrain::read_shard_manifest(train.train_data);
-            ct3::LlamaConfig config = config_path.empty()
-                                          ? ct3::pretrain::model_preset(preset, overrides, manifest, train.seq_len)
-                                          : ct3::LlamaConfig::from_file(config_path);
+            ct3::pretrain::PretrainModelConfig config;
+            if (config_path.empty()) {
+                config = ct3::pretrain::pretrain_model_config(
+                    ct3::pretrain::model_preset(preset, overrides, manifest, train.seq_len), backbone, backbone_style);
+            } else {
+                const fs::path file = fs::is_directory(config_path) ? config_path / "config.json" : config_path;
+                config = ct3::pretrain::PretrainModelConfig::from_json(
+                    nlohmann::json::parse(ct3::kb::read_whole_file(file, "--config")), file.string());
+                CT3_CHECK(backbone == "transformer" || config.is_ttt(), ErrorKind::invalid_argument,
+                          "--backbone {} with --config {}: that config.json is a Transformer's; give a TTT "
+                          "config.json or --preset",
+                          backbone, config_path.string());
+            }
             TrainProgress progress(ct3::stderr_is_tty());
             const auto r = ct3::pretrain::train(config, train, run_dir, restart,
                                                 [&](const ct3::pretrain::StepReport & s) { progress(s); });

@@ -40,15 +40,15 @@ std::vector<std::pair<std::string, at::Generator>> generators(const c10::Device 
 
 }  // namespace
 
-void write_run_files(const fs::path & run_dir, const LlamaConfig & config, const TrainOptions & options) {
-    kb::write_file_atomic(run_dir / "config.json", hf_config_json(config, "float32").dump(2) + "\n");
+void write_run_files(const fs::path & run_dir, const PretrainModelConfig & config, const TrainOptions & options) {
+    kb::write_file_atomic(run_dir / "config.json", config.config_json("float32").dump(2) + "\n");
     kb::write_file_atomic(run_dir / "train_options.json", to_json(options).dump(2) + "\n");
 }
 
-void check_same_model(const fs::path & run_dir, const LlamaConfig & config) {
+void check_same_model(const fs::path & run_dir, const PretrainModelConfig & config) {
     const fs::path path = run_dir / "config.json";
     const nlohmann::json saved = nlohmann::json::parse(kb::read_whole_file(path, "run config"));
-    const nlohmann::json now = hf_config_json(config, "float32");
+    const nlohmann::json now = config.config_json("float32");
     for (auto it = now.begin(); it != now.end(); ++it) {
         if (!saved.contains(it.key()) || saved.at(it.key()) != it.value()) {
             fail_hint(ErrorKind::invalid_argument, "pass the original model flags, or --restart to start over",

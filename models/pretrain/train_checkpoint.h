@@ -11,7 +11,7 @@
 #include <c10/core/Device.h>
 #include <nlohmann/json.hpp>
 
-#include "models/llama_config.h"
+#include "models/pretrain/pretrain_model.h"
 #include "models/pretrain/train_options.h"
 
 namespace torch::nn {
@@ -33,10 +33,12 @@ struct CheckpointState {
     nlohmann::json loader;  // PackedLoader state
 };
 
-// Writes <run>/config.json (Hugging Face layout) and <run>/train_options.json for a new run.
-void write_run_files(const std::filesystem::path & run_dir, const LlamaConfig & config, const TrainOptions & options);
+// Writes <run>/config.json (Hugging Face layout; a TTT model's is ct3's "model_type": "ttt") and
+// <run>/train_options.json for a new run.
+void write_run_files(const std::filesystem::path & run_dir, const PretrainModelConfig & config,
+                     const TrainOptions & options);
 // Refuses (naming the field) a model config that differs from the run's config.json.
-void check_same_model(const std::filesystem::path & run_dir, const LlamaConfig & config);
+void check_same_model(const std::filesystem::path & run_dir, const PretrainModelConfig & config);
 
 // The state of the run's checkpoint, or nullopt when it has none.
 std::optional<CheckpointState> load_checkpoint_state(const std::filesystem::path & run_dir);

@@ -101,11 +101,16 @@ c10::Device pick_device(const std::string & spec, const DistributedConfig & dist
     return device;
 }
 
-// AdamW groups: matrices and embeddings decay, norms (1-D) do not (GPT-2/nanoGPT practice).
+// AdamW groups: matrices and embeddings decay, norms and biases do not (GPT-2/nanoGPT practice). In a
+// Transformer those are exactly the 1-D tensors; a TTT layer also has per-head [H, d] norm scales and
+// [H, 1] lr biases, kept out of the decay by name.
 std::vector<AdamWGroup> parameter_groups(torch::nn::Module & model, double weight_decay) {
     AdamWGroup decay{{}, weight_decay}, no_decay{{}, 0.0};
     for (const auto & p : model.named_parameters(/*recurse=*/true)) {
-        (p.value().dim() >= 2 ? decay : no_decay).params.push_back(p.value());
+        const std::string & name = p.key();
+        const bool norm_or_bias = name.find("norm") != std::string::npos ||
+                                  (name.size() >= 4 && name.compare(name.size() - 4, 4, "bias") == 0);
+        (p.value().dim() >= 2 && !norm_or_bias ? decay : no_decay).params.push_back(p.value());
     }
     return {decay, no_decay};
 }
@@ -113,7 +118,7 @@ std::vector<AdamWGroup> parameter_groups(torch::nn::Module & model, double weigh
 // Mean loss (nats/token) over the held-out windows, in eval mode without gradients. With several
 // processes each takes every world_size-th batch and the sums are all-reduced, so every rank gets
 // the single-process value (up to summation order).
-double evaluate(LlamaForCausalLMImpl & model, const ShardManifest & held_out, const TrainOptions & o,
+double evaluate(torch::nn::Module & model, CausalLM & lm, const ShardManifest & held_out, const TrainOptions & o,
                 const c10::Device & device, bool autocast, DataParallel & dp) {
     torch::NoGradGuard no_grad;
     model.eval();
@@ -131,7 +136,7 @@ double evaluate(LlamaForCausalLMImpl & model, const ShardManifest & held_out, co
         at::Tensor logits;
         {
             AutocastScope scope(autocast);
-            logits = model.forward_tokens(inputs, nullptr);
+            logits = lm.forward_tokens(inputs, nullptr);
         }
         total += torch::nn::functional::cross_entropy(
                      logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}),
@@ -174,7 +179,7 @@ double flops_per_token(const LlamaConfig & c, int64_t seq_len) {
     return 6 * matmul_params + 12.0 * c.num_hidden_layers * q * static_cast<double>(seq_len);
 }
 
-TrainResult train(const LlamaConfig & model_config, const TrainOptions & options_in, const fs::path & run_dir,
+TrainResult train(const PretrainModelConfig & model_config, const TrainOptions & options_in, const fs::path & run_dir,
                   bool restart, const std::function<void(const StepReport &)> & on_step) {
     auto log = logger("pretrain");
     const DistributedConfig dist = DistributedConfig::from_env();
@@ -182,14 +187,14 @@ TrainResult train(const LlamaConfig & model_config, const TrainOptions & options
     options.world_size = dist.world_size;
     options.validate();
     model_config.validate("model config");
-    CT3_CHECK(options.seq_len <= model_config.max_position_embeddings, ErrorKind::invalid_argument,
+    CT3_CHECK(options.seq_len <= model_config.max_position_embeddings(), ErrorKind::invalid_argument,
               "--seq_len {} exceeds the model's max_position_embeddings {}", options.seq_len,
-              model_config.max_position_embeddings);
+              model_config.max_position_embeddings());
     const ShardManifest train_set = read_shard_manifest(options.train_data);
     const ShardManifest held_out = read_shard_manifest(options.held_out_data);
-    CT3_CHECK(train_set.vocab_size <= model_config.vocab_size, ErrorKind::invalid_argument,
+    CT3_CHECK(train_set.vocab_size <= model_config.vocab_size(), ErrorKind::invalid_argument,
               "{}: tokens were made with a vocabulary of {} but the model has vocab_size {}",
-              options.train_data.string(), train_set.vocab_size, model_config.vocab_size);
+              options.train_data.string(), train_set.vocab_size, model_config.vocab_size());
 
     const c10::Device device = pick_device(options.device, dist);
     const bool autocast = device.is_cuda() && options.precision != "fp32";
@@ -229,7 +234,10 @@ TrainResult train(const LlamaConfig & model_config, const TrainOptions & options
     if (!dp.is_main()) resumed = load_checkpoint_state(run_dir);
 
     torch::manual_seed(options.seed);
-    LlamaForCausalLM model(model_config, /*init_weights=*/true);
+    // The module (parameters, modes, device) and its CausalLM face are one object.
+    const PretrainModel built = build_pretrain_model(model_config);
+    torch::nn::Module * model = built.module.get();
+    CausalLM & lm = *built.lm;
     model->to(device, torch::kFloat32);
     model->train();
     AdamWConfig adamw_config;
@@ -256,12 +264,13 @@ TrainResult train(const LlamaConfig & model_config, const TrainOptions & options
     std::optional<TrainLog> train_log;
     if (dp.is_main()) train_log.emplace(run_dir, resumed ? resumed->step : -1);
 
-    const double fpt = flops_per_token(model_config, options.seq_len);
+    const double fpt = model_flops_per_token(model_config, options.seq_len);
     const double bytes_per_token = held_out.tokens > 0 ? static_cast<double>(held_out.utf8_bytes) / static_cast<double>(held_out.tokens) : 1.0;
     if (dp.is_main()) {
-        log->info("model: {:.2f}M parameters, {:.1f} MFLOP/token; {} train tokens in {} windows of {}; device {}{}{}",
-                  static_cast<double>(count_parameters(*model)) / 1e6, fpt / 1e6, train_set.tokens,
-                  loader.num_windows(), options.seq_len, device.str(), autocast ? " (bf16 autocast)" : " (fp32)",
+        log->info("model: {}, {:.2f}M parameters, {:.1f} MFLOP/token; {} train tokens in {} windows of {}; "
+                  "device {}{}{}",
+                  model_config.describe(), static_cast<double>(count_parameters(*model)) / 1e6, fpt / 1e6,
+                  train_set.tokens, loader.num_windows(), options.seq_len, device.str(), autocast ? " (bf16 autocast)" : " (fp32)",
                   dp.active() ? fmt::format(", {} processes", dp.world_size()) : std::string());
     }
 
@@ -299,7 +308,7 @@ TrainResult train(const LlamaConfig & model_config, const TrainOptions & options
             at::Tensor loss;
             {
                 AutocastScope scope(autocast);
-                at::Tensor logits = model->forward_tokens(inputs, nullptr);
+                at::Tensor logits = lm.forward_tokens(inputs, nullptr);
                 loss = torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}),
                                                             targets.reshape({-1}));
             }
@@ -354,7 +363,7 @@ TrainResult train(const LlamaConfig & model_config, const TrainOptions & options
             row.kind = "eval";
             row.step = result.steps;
             row.tokens = result.tokens;
-            row.loss = evaluate(*model, held_out, options, device, autocast, dp);
+            row.loss = evaluate(*model, lm, held_out, options, device, autocast, dp);
             row.bits_per_byte = row.loss / std::log(2.0) / bytes_per_token;
             result.elapsed_s = elapsed_before + std::chrono::duration<double>(clock::now() - run_start).count();
             row.elapsed_s = result.elapsed_s;

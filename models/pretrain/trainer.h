@@ -1,4 +1,5 @@
-// The pretraining loop of a Llama-architecture causal LM: packed token windows, AdamW with warmup +
+// The pretraining loop of a causal LM (a Llama-architecture Transformer or a TTT backbone,
+// pretrain_model.h): packed token windows, AdamW with warmup +
 // cosine decay, gradient clipping and accumulation, bf16 autocast on CUDA (fp32 master weights),
 // periodic held-out loss and bits-per-byte, checkpoints that resume exactly, a JSONL/CSV log and an
 // SVG loss plot, all in one run folder:
@@ -29,6 +30,7 @@
 #include <string>
 
 #include "models/llama_config.h"
+#include "models/pretrain/pretrain_model.h"
 #include "models/pretrain/train_options.h"
 
 namespace ct3::pretrain {
@@ -51,7 +53,7 @@ struct TrainResult {
 // The model trained by `options` in `run_dir`: starts from `model_config` with random weights (seeded by
 // options.seed) or resumes the run's checkpoint; `restart` discards an existing run. `on_step` (may be
 // empty) sees every logged step and evaluation, for progress display.
-TrainResult train(const LlamaConfig & model_config, const TrainOptions & options,
+TrainResult train(const PretrainModelConfig & model_config, const TrainOptions & options,
                   const std::filesystem::path & run_dir, bool restart,
                   const std::function<void(const StepReport &)> & on_step = {});
 

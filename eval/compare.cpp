@@ -278,10 +278,7 @@ void write_comparison(const fs::path & out, const json & comparison) {
                 if (r == 0) b.rows.push_back({"before", {num(run, "bpb_before")}});
                 if (r > 0) b.rows.push_back({names[r] + " after", {num(run, "bpb_after")}});
             }
-            const double other = std::max(0.0, num(run, "seconds_per_query") - num(run, "retrieve_seconds") -
-                                                    num(run, "train_seconds") - num(run, "generate_seconds"));
-            s.rows.push_back({names[r],
-                              {num(run, "retrieve_seconds"), num(run, "train_seconds"), num(run, "generate_seconds"), other}});
+            s.rows.push_back(time_breakdown_row(names[r], run));
         }
         accuracy.push_back(a);
         if (!b.rows.empty()) bpb.push_back(b);
@@ -302,12 +299,7 @@ void write_comparison(const fs::path & out, const json & comparison) {
         b_style.color_by_row = true;
         kb::write_file_atomic(out / "bpb.svg", bar_chart_svg(bpb, b_style));
     }
-    ChartStyle t_style;
-    t_style.title = "Seconds per query";
-    t_style.unit = " s";
-    t_style.value_decimals = 2;
-    t_style.legend = {"retrieve", "train", "generate", "other"};
-    kb::write_file_atomic(out / "time.svg", bar_chart_svg(time, t_style));
+    kb::write_file_atomic(out / "time.svg", bar_chart_svg(time, time_breakdown_style()));
 }
 
 }  // namespace ct3::eval

@@ -110,6 +110,22 @@ nlohmann::json summarize_rows(const std::vector<nlohmann::json> & rows) {
     return s;
 }
 
+BarRow time_breakdown_row(const std::string & label, const nlohmann::json & s) {
+    auto get = [&](const char * key) { return s.contains(key) && s[key].is_number() ? s[key].get<double>() : 0.0; };
+    const double other = std::max(0.0, get("seconds_per_query") - get("retrieve_seconds") - get("train_seconds") -
+                                            get("generate_seconds"));
+    return {label, {get("retrieve_seconds"), get("train_seconds"), get("generate_seconds"), other}};
+}
+
+ChartStyle time_breakdown_style() {
+    ChartStyle style;
+    style.title = "Seconds per query";
+    style.unit = " s";
+    style.value_decimals = 2;
+    style.legend = {"retrieve", "train", "generate", "other"};
+    return style;
+}
+
 nlohmann::json summarize_folder(const fs::path & folder) {
     nlohmann::json tasks = nlohmann::json::object();
     for (const auto & [task, rows] : read_run_rows(folder)) tasks[task] = summarize_rows(rows);
@@ -139,11 +155,7 @@ void write_report(const fs::path & folder, const nlohmann::json & summary) {
                           s["generate_seconds"].get<double>())
            << " |\n";
         accuracy[0].rows.push_back({name, {s["accuracy"].get<double>()}});
-        const double other = std::max(0.0, s["seconds_per_query"].get<double>() - s["retrieve_seconds"].get<double>() -
-                                                s["train_seconds"].get<double>() - s["generate_seconds"].get<double>());
-        seconds[0].rows.push_back({name,
-                                   {s["retrieve_seconds"].get<double>(), s["train_seconds"].get<double>(),
-                                    s["generate_seconds"].get<double>(), other}});
+        seconds[0].rows.push_back(time_breakdown_row(name, s));
     }
     md << "\nCoQA: accuracy = em, alt. = f1. GSM8K: accuracy = strict-match, alt. = flexible-extract. MathQA/AQuA: "
           "accuracy = corrected letter extraction, alt. = the original's (first A-E anywhere). bpb: bits per byte of "
@@ -154,12 +166,7 @@ void write_report(const fs::path & folder, const nlohmann::json & summary) {
     accuracy_style.title = "Accuracy per task";
     accuracy_style.max_value = 1.0;
     kb::write_file_atomic(folder / "accuracy.svg", bar_chart_svg(accuracy, accuracy_style));
-    ChartStyle time_style;
-    time_style.title = "Seconds per query";
-    time_style.unit = " s";
-    time_style.value_decimals = 2;
-    time_style.legend = {"retrieve", "train", "generate", "other"};
-    kb::write_file_atomic(folder / "time.svg", bar_chart_svg(seconds, time_style));
+    kb::write_file_atomic(folder / "time.svg", bar_chart_svg(seconds, time_breakdown_style()));
 }
 
 }  // namespace ct3::eval

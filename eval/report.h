@@ -11,6 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "eval/svg_chart.h"
+
 namespace ct3::eval {
 
 // The scored rows of every *.jsonl in `folder`, by task (the row's "task", else the file name up to
@@ -23,6 +25,11 @@ nlohmann::json summarize_rows(const std::vector<nlohmann::json> & rows);
 
 // {"folder": ..., "tasks": {task: summarize_rows(...)}} over read_run_rows(folder).
 nlohmann::json summarize_folder(const std::filesystem::path & folder);
+
+// One stacked bar of a summary's seconds per query: retrieve, train, generate, other; and the style
+// (title, legend, unit) of a chart of such bars.
+BarRow time_breakdown_row(const std::string & label, const nlohmann::json & summary);
+ChartStyle time_breakdown_style();
 
 // Writes summary.json, report.md, accuracy.svg and time.svg into `folder` (each atomically).
 void write_report(const std::filesystem::path & folder, const nlohmann::json & summary);

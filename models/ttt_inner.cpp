@@ -83,28 +83,32 @@ at::Tensor gelu_tanh_grad(const at::Tensor & x) {
 }
 
 TTTInnerGrads ttt_inner_grads(const TTTInnerWeights & w, const at::Tensor & K, const at::Tensor & V,
-                              const at::Tensor & gamma, const at::Tensor & beta, double eps) {
-    // The residual inside f makes the reconstruction target V − K (§1.3).
-    at::Tensor target = V - K;
+                              const at::Tensor & gamma, const at::Tensor & beta, double eps, bool inner_norm) {
+    // The residual inside f makes the reconstruction target V − K (§1.3); without it the target is V
+    // and ½‖Z − V‖² has the plain gradient Z − V.
+    at::Tensor target = inner_norm ? V - K : V;
+    auto out_grad = [&](const at::Tensor & z) {
+        return inner_norm ? ttt_ln_l2_grad(z, target, gamma, beta, eps) : z - target;
+    };
     TTTInnerGrads g;
     at::Tensor Z1 = torch::matmul(K, w.W1) + w.b1;
     if (!w.is_mlp()) {
-        g.G1 = ttt_ln_l2_grad(Z1, target, gamma, beta, eps);
+        g.G1 = out_grad(Z1);
         return g;
     }
     g.X2 = gelu_tanh(Z1);
     at::Tensor Z2 = torch::matmul(g.X2, w.W2) + w.b2;
-    g.G2 = ttt_ln_l2_grad(Z2, target, gamma, beta, eps);
+    g.G2 = out_grad(Z2);
     g.G1 = torch::matmul(g.G2, w.W2.transpose(1, 2)) * gelu_tanh_grad(Z1);
     return g;
 }
 
 TTTChunkResult ttt_chunk_dual(const TTTInnerWeights & w0, const TTTInnerWeights & acc, const at::Tensor & Q,
                               const at::Tensor & K, const at::Tensor & V, const at::Tensor & tok, const at::Tensor & lr,
-                              const at::Tensor & gamma, const at::Tensor & beta, double eps) {
+                              const at::Tensor & gamma, const at::Tensor & beta, double eps, bool inner_norm) {
     check_chunk(w0, Q, K, V, tok, lr);
     // All gradients of the mini-batch are taken at its start weights w0, never at the running W.
-    TTTInnerGrads g = ttt_inner_grads(w0, K, V, gamma, beta, eps);
+    TTTInnerGrads g = ttt_inner_grads(w0, K, V, gamma, beta, eps, inner_norm);
     TTTChunkResult res;
     at::Tensor Z1 = dual_linear(Q, K, g.G1, w0.W1, w0.b1, acc.W1, acc.b1, tok, lr);
     std::tie(res.acc.W1, res.acc.b1) = accumulate(K, g.G1, lr, acc.W1, acc.b1);
@@ -114,15 +118,16 @@ TTTChunkResult ttt_chunk_dual(const TTTInnerWeights & w0, const TTTInnerWeights 
         Z = dual_linear(gelu_tanh(Z1), g.X2, g.G2, w0.W2, w0.b2, acc.W2, acc.b2, tok, lr);
         std::tie(res.acc.W2, res.acc.b2) = accumulate(g.X2, g.G2, lr, acc.W2, acc.b2);
     }
-    res.out = Q + ttt_layer_norm(Z, gamma, beta, eps);
+    res.out = inner_norm ? Q + ttt_layer_norm(Z, gamma, beta, eps) : Z;
     return res;
 }
 
 TTTChunkResult ttt_chunk_primal(const TTTInnerWeights & w0, const TTTInnerWeights & acc, const at::Tensor & Q,
                                 const at::Tensor & K, const at::Tensor & V, const at::Tensor & tok,
-                                const at::Tensor & lr, const at::Tensor & gamma, const at::Tensor & beta, double eps) {
+                                const at::Tensor & lr, const at::Tensor & gamma, const at::Tensor & beta, double eps,
+                                bool inner_norm) {
     check_chunk(w0, Q, K, V, tok, lr);
-    TTTInnerGrads g = ttt_inner_grads(w0, K, V, gamma, beta, eps);
+    TTTInnerGrads g = ttt_inner_grads(w0, K, V, gamma, beta, eps, inner_norm);
     const int64_t r = Q.size(1);
     const bool mlp = w0.is_mlp();
     auto zeros_or = [](const at::Tensor & a, const at::Tensor & like) {
@@ -149,7 +154,7 @@ TTTChunkResult ttt_chunk_primal(const TTTInnerWeights & w0, const TTTInnerWeight
             ab2 = ab2 + lG2;
             z = torch::matmul(gelu_tanh(z), w0.W2 - tok_i * aW2) + (w0.b2 - tok_i * ab2);
         }
-        outs.push_back(q_i + ttt_layer_norm(z, gamma, beta, eps));
+        outs.push_back(inner_norm ? q_i + ttt_layer_norm(z, gamma, beta, eps) : z);
     }
     TTTChunkResult res;
     res.out = torch::cat(outs, 1);

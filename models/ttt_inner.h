@@ -12,6 +12,11 @@
 // materialising every W_i, as decoding needs).
 //
 // Row-vector convention of the reference code: Z = X·W + b, W [N, d_in, d_out], b [N, 1, d_out].
+//
+// `inner_norm` (default true, the reference) selects f(x) = x + LN(f_res(x)) with the loss
+// ½‖LN(f_res(k)) − (v − k)‖²; false is the paper's Table 1 ablation "without LN and residual in f":
+// f(x) = f_res(x), loss ½‖f_res(k) − v‖², closed-form gradient ∂ℓ/∂Z = Z − v, and gamma/beta unused
+// (may be undefined).
 #pragma once
 
 #include <cstdint>
@@ -47,12 +52,12 @@ struct TTTInnerGrads {
     at::Tensor G1, X2, G2;
 };
 TTTInnerGrads ttt_inner_grads(const TTTInnerWeights & w, const at::Tensor & K, const at::Tensor & V,
-                              const at::Tensor & gamma, const at::Tensor & beta, double eps);
+                              const at::Tensor & gamma, const at::Tensor & beta, double eps, bool inner_norm = true);
 
 // One chunk of one mini-batch: tokens at in-mini-batch positions p+1 .. p+r (p + r <= b).
 //   w0   weights at the start of the mini-batch; acc the accumulator of tokens 1..p (undefined = zero);
 //   tok  [r] the per-position scales tok_{p+1..p+r}; lr [N, r] the token-dependent rates.
-// Returns the outputs Q + LN(f_res(Q; W_i)) [N, r, d] and the accumulator after token p+r. The caller
+// Returns the outputs Q + LN(f_res(Q; W_i)) (f_res(Q; W_i) without inner_norm) [N, r, d] and the accumulator after token p+r. The caller
 // folds the accumulator into the weights (W ← W0 − tok_b · acc) when the mini-batch is complete.
 struct TTTChunkResult {
     at::Tensor out;
@@ -60,10 +65,11 @@ struct TTTChunkResult {
 };
 TTTChunkResult ttt_chunk_dual(const TTTInnerWeights & w0, const TTTInnerWeights & acc, const at::Tensor & Q,
                               const at::Tensor & K, const at::Tensor & V, const at::Tensor & tok, const at::Tensor & lr,
-                              const at::Tensor & gamma, const at::Tensor & beta, double eps);
+                              const at::Tensor & gamma, const at::Tensor & beta, double eps, bool inner_norm = true);
 TTTChunkResult ttt_chunk_primal(const TTTInnerWeights & w0, const TTTInnerWeights & acc, const at::Tensor & Q,
                                 const at::Tensor & K, const at::Tensor & V, const at::Tensor & tok,
-                                const at::Tensor & lr, const at::Tensor & gamma, const at::Tensor & beta, double eps);
+                                const at::Tensor & lr, const at::Tensor & gamma, const at::Tensor & beta, double eps,
+                                bool inner_norm = true);
 
 // W0 − scale · acc for every tensor (scale [] or broadcastable); acc undefined returns w0.
 TTTInnerWeights ttt_apply_update(const TTTInnerWeights & w0, const TTTInnerWeights & acc, const at::Tensor & scale);

@@ -68,6 +68,10 @@ void TTTConfig::validate(const std::string & where) const {
               ttt_norm_eps);
     CT3_CHECK(post_norm_eps > 0, ErrorKind::invalid_argument, "{}: post_norm_eps must be > 0 (got {})", where,
               post_norm_eps);
+    CT3_CHECK(learnable_w0 || !is_mlp(), ErrorKind::invalid_argument,
+              "{}: learnable_w0 = false (W0 fixed at zero) needs ttt_layer_type \"linear\": a zero TTT-MLP has zero "
+              "inner gradients",
+              where);
     CT3_CHECK(initializer_range >= 0, ErrorKind::invalid_argument, "{}: initializer_range must be >= 0 (got {})", where,
               initializer_range);
 }
@@ -163,6 +167,12 @@ TTTState TTTLayerImpl::initial_state(int64_t batch, c10::ScalarType dtype) const
         return p.to(dtype).unsqueeze(0).expand(shape);
     };
     TTTState s;
+    if (!config_.learnable_w0) {
+        // Theorem 1's W0 = 0: zeros of the parameters' shapes, not tied to them (no gradient).
+        s.W1 = torch::zeros_like(tile(W1));
+        s.b1 = torch::zeros_like(tile(b1));
+        return s;
+    }
     s.W1 = tile(W1);
     s.b1 = tile(b1);
     s.W2 = tile(W2);
@@ -191,12 +201,19 @@ TTTInputs TTTLayerImpl::project(const at::Tensor & hidden, int64_t offset, at::T
         in.XK = ttt_rope_interleaved(heads(k_proj->forward(hidden)), pos, config_.rope_theta);
     }
     in.XV = heads(v_proj->forward(hidden));
+    at::Tensor idx = torch::arange(1, b + 1, torch::TensorOptions().dtype(cd).device(hidden.device()));
+    if (!config_.learnable_lr) {
+        // Fixed η: the learned σ(θ_lr·x + β) and δ are off; η_base/d and the running-mean 1/i stay.
+        in.lr = torch::full({B, H, T}, config_.ttt_base_lr / static_cast<double>(d),
+                            torch::TensorOptions().dtype(cd).device(hidden.device()));
+        in.tok = 1.0 / idx;
+        return in;
+    }
     // Token-dependent inner lr from the full-width layer input, one linear map per head (§1.5).
     at::Tensor logits = torch::matmul(hidden.to(cd), learnable_ttt_lr_weight.to(cd).view({H, D}).t()) +
                         learnable_ttt_lr_bias.to(cd).view({H});
     in.lr = (torch::sigmoid(logits) * (config_.ttt_base_lr / static_cast<double>(d))).permute({0, 2, 1});
     // tok_i = max(0, 1/i + δ_i): the running-mean scale of the accumulated gradient at position i.
-    at::Tensor idx = torch::arange(1, b + 1, torch::TensorOptions().dtype(cd).device(hidden.device()));
     in.tok = torch::clamp_min(1.0 / idx + learnable_token_idx.to(cd), 0.0);
     return in;
 }
@@ -211,7 +228,9 @@ at::Tensor TTTLayerImpl::ttt(const TTTInputs & in, TTTState & state, TTTMode mod
     c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
     at::Tensor Q = in.XQ.reshape({N, T, d}), K = in.XK.reshape({N, T, d}), V = in.XV.reshape({N, T, d});
     at::Tensor lr = in.lr.reshape({N, T});
-    at::Tensor gamma = per_row(ttt_norm_weight.unsqueeze(1), B, cd), beta = per_row(ttt_norm_bias.unsqueeze(1), B, cd);
+    const bool norm = config_.inner_norm;
+    at::Tensor gamma, beta;  // unused (undefined) without the inner LayerNorm
+    if (norm) gamma = per_row(ttt_norm_weight.unsqueeze(1), B, cd), beta = per_row(ttt_norm_bias.unsqueeze(1), B, cd);
     if (!state.W1.defined()) state = initial_state(B, cd);  // a fresh state: the learned θ_init
     TTTInnerWeights w{flat(state.W1, cd), flat(state.b1, cd), flat(state.W2, cd), flat(state.b2, cd)};
     TTTInnerWeights acc{flat(state.grad_W1, cd), flat(state.grad_b1, cd), flat(state.grad_W2, cd),
@@ -224,8 +243,9 @@ at::Tensor TTTLayerImpl::ttt(const TTTInputs & in, TTTState & state, TTTMode mod
         const int64_t r = std::min(b - p, T - t);
         at::Tensor q = Q.slice(1, t, t + r), k = K.slice(1, t, t + r), v = V.slice(1, t, t + r);
         at::Tensor tok = in.tok.slice(0, p, p + r), lr_c = lr.slice(1, t, t + r);
-        TTTChunkResult res = mode == TTTMode::dual ? ttt_chunk_dual(w, acc, q, k, v, tok, lr_c, gamma, beta, eps)
-                                                   : ttt_chunk_primal(w, acc, q, k, v, tok, lr_c, gamma, beta, eps);
+        TTTChunkResult res = mode == TTTMode::dual
+                                 ? ttt_chunk_dual(w, acc, q, k, v, tok, lr_c, gamma, beta, eps, norm)
+                                 : ttt_chunk_primal(w, acc, q, k, v, tok, lr_c, gamma, beta, eps, norm);
         outs.push_back(res.out);
         acc = res.acc;
         if (p + r == b) {

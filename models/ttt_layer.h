@@ -46,6 +46,19 @@ struct TTTConfig {
     double ttt_norm_eps = 1e-6;       // inner per-head LayerNorm
     double post_norm_eps = 1e-6;      // full-width LayerNorm before the gate/o_proj
     double initializer_range = 0.02;  // N(0, σ) for projections, lr weight, W1, W2 (JAX init, §1.11)
+    // Ablation switches (paper Table 1, ttt_layers.md §4.1); the defaults are the reference layer.
+    // Parameters a switch leaves unused stay registered (the checkpoint layout does not depend on the
+    // switches) and simply get no gradient.
+    bool inner_norm = true;    // f(x) = x + LN(f_res(x)); false: f(x) = f_res(x) (no LN, no residual)
+    // true: E[i,j] = tok_i·lr_j with lr_j = η_base·σ(θ_lr·x_j + β)/d and tok_i = max(0, 1/i + δ_i) (§1.5).
+    // false ("fixed η"): lr_j = η_base/d and tok_i = 1/i, i.e. θ_lr, β and δ unused. The 1/i stays: it
+    // is part of the reference's η (the running mean of the mini-batch's gradients, issue jax#16);
+    // only the learned parts of η are switched off.
+    bool learnable_lr = true;
+    // false: the initial inner weights θ_init are fixed at zero (W1, b1, W2, b2 unused), as Theorem 1
+    // needs; the "+ learnable W0" row of Table 1 turns it on. TTT-Linear only (a zero TTT-MLP has
+    // zero inner gradients everywhere).
+    bool learnable_w0 = true;
 
     int64_t head_dim() const { return num_heads > 0 ? hidden_size / num_heads : 0; }
     bool is_mlp() const { return ttt_layer_type == "mlp"; }
@@ -75,8 +88,8 @@ struct TTTState {
 // Per-token inputs of the inner loop for one call.
 struct TTTInputs {
     at::Tensor XQ, XK, XV;  // [B, H, T, d], RoPE applied to XQ/XK, compute dtype
-    at::Tensor lr;          // [B, H, T]: η_base · sigmoid(x·θ_lr,h + β_lr,h) / d
-    at::Tensor tok;         // [b]: max(0, 1/i + δ_i), i = 1..b
+    at::Tensor lr;          // [B, H, T]: η_base · sigmoid(x·θ_lr,h + β_lr,h) / d (η_base / d without learnable_lr)
+    at::Tensor tok;         // [b]: max(0, 1/i + δ_i), i = 1..b (1/i without learnable_lr)
 };
 
 // Depthwise causal 1-D convolution over the sequence ([B, T, C] -> [B, T, C]): output t sees inputs

@@ -153,6 +153,10 @@ TTTModelConfig ttt_config_from_json(const json & j, const std::string & source) 
               source, pre_conv, share_qk, use_gate);
     c.backbone = pre_conv ? "mamba" : "llama";
     c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", true, source);
+    // ct3's ablation switches (absent from ttt.py's configs: the defaults are its layer).
+    c.inner_norm = get_bool(j, "inner_norm", true, source);
+    c.learnable_lr = get_bool(j, "learnable_lr", true, source);
+    c.learnable_w0 = get_bool(j, "learnable_w0", true, source);
     c.bos_token_id = has(j, "bos_token_id")       ? token_id(j.at("bos_token_id"), "bos_token_id", c.vocab_size, source)
                      : j.contains("bos_token_id") ? -1  // explicit null: no BOS
                                                   : 1;  // ttt.py default
@@ -192,6 +196,9 @@ json ttt_config_to_json(const TTTModelConfig & c, const std::string & dtype) {
               {"initializer_range", c.initializer_range},
               {"max_position_embeddings", c.max_position_embeddings},
               {"tie_word_embeddings", c.tie_word_embeddings},
+              {"inner_norm", c.inner_norm},
+              {"learnable_lr", c.learnable_lr},
+              {"learnable_w0", c.learnable_w0},
               {"use_cache", true},
               {"torch_dtype", dtype}};
     j["bos_token_id"] = c.bos_token_id >= 0 ? json(c.bos_token_id) : json(nullptr);

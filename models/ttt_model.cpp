@@ -68,6 +68,9 @@ TTTConfig TTTModelConfig::layer_config() const {
     t.conv_width = conv_width;
     t.rope_theta = rope_theta;
     t.initializer_range = initializer_range;
+    t.inner_norm = inner_norm;
+    t.learnable_lr = learnable_lr;
+    t.learnable_w0 = learnable_w0;
     return t;
 }
 

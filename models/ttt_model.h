@@ -45,6 +45,10 @@ struct TTTModelConfig {
     double rope_theta = 10000.0;
     int64_t conv_width = 4;                 // pre_conv, conv_q, conv_k (ttt.py conv_kernel)
     double initializer_range = 0.02;
+    // Ablation switches of the TTT layer (TTTConfig; config.json fields of the same names).
+    bool inner_norm = true;
+    bool learnable_lr = true;
+    bool learnable_w0 = true;
     int64_t max_position_embeddings = 2048;  // generation stops here (the recurrence itself has no limit)
     bool tie_word_embeddings = true;         // false: a separate lm_head [vocab, hidden]
     int32_t bos_token_id = 1;                // -1 = none (ttt.py TTTConfig defaults: bos 1, eos 2)

@@ -167,6 +167,17 @@ int main(int argc, char ** argv) {
     train_cmd->add_option("--backbone_style", backbone_style,
                           "TTT blocks: mamba (pre-conv, shared Q/K with convs, gate; the paper's default) or llama")
         ->check(CLI::IsMember({"mamba", "llama"}));
+    ct3::pretrain::TTTLayerOptions ttt_options;
+    train_cmd->add_option("--ttt_mini_batch", ttt_options.mini_batch_size,
+                          "TTT inner mini-batch b (16; = --seq_len for batch GD over the context)")
+        ->check(CLI::Range(1, 1 << 16));
+    train_cmd->add_option("--ttt_base_lr", ttt_options.base_lr, "TTT inner eta_base (0 = 1.0 linear, 0.1 mlp)")
+        ->check(CLI::NonNegativeNumber);
+    train_cmd->add_option("--ttt_inner_norm", ttt_options.inner_norm, "TTT f(x) = x + LN(f_res(x)) (false: f_res(x))");
+    train_cmd->add_option("--ttt_learnable_lr", ttt_options.learnable_lr,
+                          "TTT token-dependent learnable eta (false: fixed eta_base/head_dim, 1/i kept)");
+    train_cmd->add_option("--ttt_learnable_w0", ttt_options.learnable_w0,
+                          "TTT learnable initial inner weights (false: W0 = 0; ttt-linear only)");
     train_cmd->add_option("--hidden_size", overrides.hidden_size, "Override the preset");
     train_cmd->add_option("--num_hidden_layers", overrides.num_hidden_layers, "Override the preset");
     train_cmd->add_option("--num_attention_heads", overrides.num_attention_heads, "Override the preset");
@@ -268,11 +279,15 @@ int main(int argc, char ** argv) {
             ct3::pretrain::PretrainModelConfig config;
             if (config_path.empty()) {
                 config = ct3::pretrain::pretrain_model_config(
-                    ct3::pretrain::model_preset(preset, overrides, manifest, train.seq_len), backbone, backbone_style);
+                    ct3::pretrain::model_preset(preset, overrides, manifest, train.seq_len), backbone, backbone_style,
+                    ttt_options);
             } else {
                 const fs::path file = fs::is_directory(config_path) ? config_path / "config.json" : config_path;
                 config = ct3::pretrain::PretrainModelConfig::from_json(
                     nlohmann::json::parse(ct3::kb::read_whole_file(file, "--config")), file.string());
+                CT3_CHECK(ttt_options.is_default(), ErrorKind::invalid_argument,
+                          "--ttt_* flags with --config {}: set those fields in the config.json instead",
+                          config_path.string());
                 CT3_CHECK(backbone == "transformer" || config.is_ttt(), ErrorKind::invalid_argument,
                           "--backbone {} with --config {}: that config.json is a Transformer's; give a TTT "
                           "config.json or --preset",

@@ -48,18 +48,27 @@ void PretrainModelConfig::validate(const std::string & source) const {
 
 std::string PretrainModelConfig::describe() const {
     if (!ttt) return "transformer";
+    std::string ablation;  // only the switches that differ from the reference layer
+    if (!ttt->inner_norm) ablation += ", no inner LN/residual";
+    if (!ttt->learnable_lr) ablation += ", fixed lr";
+    if (!ttt->learnable_w0) ablation += ", W0 = 0";
     return "ttt-" + ttt->ttt_layer_type + " (" + ttt->backbone + " backbone, mini-batch " +
-           std::to_string(ttt->mini_batch_size) + ")";
+           std::to_string(ttt->mini_batch_size) + ablation + ")";
 }
 
 PretrainModelConfig pretrain_model_config(const LlamaConfig & sizes, const std::string & backbone,
-                                          const std::string & style) {
+                                          const std::string & style, const TTTLayerOptions & ttt) {
     CT3_CHECK(backbone == "transformer" || backbone == "ttt-linear" || backbone == "ttt-mlp",
               ErrorKind::invalid_argument, "--backbone must be transformer, ttt-linear or ttt-mlp (got '{}')",
               backbone);
     CT3_CHECK(style == "mamba" || style == "llama", ErrorKind::invalid_argument,
               "--backbone_style must be mamba or llama (got '{}')", style);
-    if (backbone == "transformer") return PretrainModelConfig(sizes);
+    if (backbone == "transformer") {
+        CT3_CHECK(ttt.is_default(), ErrorKind::invalid_argument,
+                  "--ttt_mini_batch, --ttt_base_lr, --ttt_inner_norm, --ttt_learnable_lr and --ttt_learnable_w0 apply "
+                  "to --backbone ttt-linear or ttt-mlp only (got --backbone transformer)");
+        return PretrainModelConfig(sizes);
+    }
     TTTModelConfig c;
     c.vocab_size = sizes.vocab_size;
     c.hidden_size = sizes.hidden_size;
@@ -68,7 +77,11 @@ PretrainModelConfig pretrain_model_config(const LlamaConfig & sizes, const std::
     c.intermediate_size = sizes.intermediate_size;
     c.ttt_layer_type = backbone == "ttt-mlp" ? "mlp" : "linear";
     c.backbone = style;
-    c.ttt_base_lr = c.ttt_layer_type == "mlp" ? 0.1 : 1.0;  // the reference scripts
+    c.ttt_base_lr = ttt.base_lr > 0 ? ttt.base_lr : c.ttt_layer_type == "mlp" ? 0.1 : 1.0;  // the reference scripts
+    c.mini_batch_size = ttt.mini_batch_size;
+    c.inner_norm = ttt.inner_norm;
+    c.learnable_lr = ttt.learnable_lr;
+    c.learnable_w0 = ttt.learnable_w0;
     c.max_position_embeddings = sizes.max_position_embeddings;
     c.tie_word_embeddings = sizes.tie_word_embeddings;
     c.bos_token_id = sizes.bos_token_id;

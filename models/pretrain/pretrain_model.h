@@ -46,8 +46,22 @@ struct PretrainModelConfig {
 // the Transformer config's hidden size, layers, heads, SwiGLU size, vocabulary, special ids and
 // context, with the reference's TTT defaults (mini-batch 16, ttt_base_lr 1.0 linear / 0.1 mlp).
 // Throws invalid_argument naming the flag and the choices.
+// The TTT-layer settings of `ct3-pretrain train --ttt_*` (the paper's Table 1 ablation switches);
+// the defaults are the reference layer. Non-default values with --backbone transformer are refused.
+struct TTTLayerOptions {
+    int64_t mini_batch_size = 16;  // b; b = seq_len is batch GD over the whole context
+    double base_lr = 0.0;          // η_base; 0 = the reference scripts' (1.0 linear, 0.1 mlp)
+    bool inner_norm = true;
+    bool learnable_lr = true;
+    bool learnable_w0 = true;
+    bool is_default() const {
+        return mini_batch_size == 16 && base_lr == 0.0 && inner_norm && learnable_lr && learnable_w0;
+    }
+};
+
 PretrainModelConfig pretrain_model_config(const LlamaConfig & sizes, const std::string & backbone,
-                                          const std::string & backbone_style);
+                                          const std::string & backbone_style,
+                                          const TTTLayerOptions & ttt = TTTLayerOptions());
 
 // One model object seen two ways; `module` and `lm` share ownership of it.
 struct PretrainModel {

@@ -130,6 +130,13 @@ Bench build(const Options & o, const std::string & model, int64_t positions, con
 
 void emit(const nlohmann::json & j) { std::cout << j.dump() << std::endl; }
 
+// A measurement that does not fit the device: a JSON line and a table row say so, the bench goes on.
+void out_of_memory(const Options & o, const std::string & model, const std::string & what, const char * bench) {
+    emit({{"bench", bench}, {"size", o.size}, {"model", model}, {"what", what}, {"error", "out of memory"}});
+    std::fprintf(stderr, "%-12s %-8s %12s  (out of memory: lower --train-batch/--batch, or --skip-primal)\n",
+                 model.c_str(), what.c_str(), "OOM");
+}
+
 // (a) training tokens/s: forward + backward of the next-token loss (no optimizer step).
 void bench_train(const Options & o, const c10::Device & device, c10::ScalarType dtype, nlohmann::json & ratios) {
     auto log = ct3::logger("bench");
@@ -147,15 +154,23 @@ void bench_train(const Options & o, const c10::Device & device, c10::ScalarType 
         std::map<std::string, double> tok_s;
         for (ct3::TTTMode form : forms) {
             const std::string name = b.ttt == nullptr ? "kv" : form == ct3::TTTMode::dual ? "dual" : "primal";
-            const double t = best_time(device, o.repeats, [&] {
+            double t = 0;
+            try {
+                t = best_time(device, o.repeats, [&] {
+                    b.module->zero_grad();
+                    at::Tensor logits = b.ttt != nullptr ? b.ttt->forward(ids, form)
+                                                         : b.lm->forward_train(ids, at::Tensor(), at::Tensor()).logits;
+                    at::Tensor loss = torch::nn::functional::cross_entropy(
+                        logits.slice(1, 0, -1).reshape({-1, logits.size(-1)}).to(torch::kFloat32),
+                        ids.slice(1, 1).reshape({-1}));
+                    loss.backward();
+                });
+            } catch (const c10::OutOfMemoryError &) {
+                // The primal form keeps every token's inner weights for backward: report and go on.
                 b.module->zero_grad();
-                at::Tensor logits = b.ttt != nullptr ? b.ttt->forward(ids, form)
-                                                     : b.lm->forward_train(ids, at::Tensor(), at::Tensor()).logits;
-                at::Tensor loss = torch::nn::functional::cross_entropy(
-                    logits.slice(1, 0, -1).reshape({-1, logits.size(-1)}).to(torch::kFloat32),
-                    ids.slice(1, 1).reshape({-1}));
-                loss.backward();
-            });
+                out_of_memory(o, model, name, "train");
+                continue;
+            }
             tok_s[name] = tokens / t;
             emit({{"bench", "train"}, {"size", o.size}, {"model", model}, {"form", name}, {"device", device.str()},
                   {"batch", o.train_batch}, {"seq", o.train_seq}, {"tokens_per_s", tokens / t}, {"params", b.params}});
@@ -187,17 +202,24 @@ void bench_infer(const Options & o, const c10::Device & device, c10::ScalarType 
             at::Tensor prompt = torch::randint(3, b.lm->vocab_size(), {o.batch, ctx}, opts);
             ct3::KVCache cache;
             at::Tensor next;
-            const double prefill = best_time(device, o.repeats, [&] {
-                cache = b.lm->make_cache();
-                next = b.lm->forward_tokens(prompt, &cache).select(1, -1).argmax(-1, /*keepdim=*/true);
-            });
-            // Decode continues the last prefill's cache; the repeats keep extending it, which moves the
-            // context by a few tokens only (ctx >> decode_tokens), so no copy of the state is made.
-            const double decode = best_time(device, std::max(1, o.repeats - 1), [&] {
-                for (int64_t i = 0; i < o.decode_tokens; ++i) {
-                    next = b.lm->forward_tokens(next, &cache).select(1, -1).argmax(-1, /*keepdim=*/true);
-                }
-            });
+            double prefill = 0, decode = 0;
+            try {
+                prefill = best_time(device, o.repeats, [&] {
+                    cache = b.lm->make_cache();
+                    next = b.lm->forward_tokens(prompt, &cache).select(1, -1).argmax(-1, /*keepdim=*/true);
+                });
+                // Decode continues the last prefill's cache; the repeats keep extending it, which moves
+                // the context by a few tokens only (ctx >> decode_tokens), so no copy of the state is made.
+                decode = best_time(device, std::max(1, o.repeats - 1), [&] {
+                    for (int64_t i = 0; i < o.decode_tokens; ++i) {
+                        next = b.lm->forward_tokens(next, &cache).select(1, -1).argmax(-1, /*keepdim=*/true);
+                    }
+                });
+            } catch (const c10::OutOfMemoryError &) {
+                cache = ct3::KVCache();
+                out_of_memory(o, model, fmt::format("context {}", ctx), "infer");
+                break;  // longer contexts need more
+            }
             const double p_ms = 1000.0 * prefill / static_cast<double>(ctx);
             const double d_ms = 1000.0 * decode / static_cast<double>(o.decode_tokens);
             ms[model][ctx] = {p_ms, d_ms};
@@ -213,6 +235,7 @@ void bench_infer(const Options & o, const c10::Device & device, c10::ScalarType 
     for (const auto & [model, by_ctx] : ms) {
         if (model == "transformer") continue;
         for (const auto & [ctx, v] : by_ctx) {
+            if (!ms["transformer"].count(ctx)) continue;  // the Transformer ran out of memory there
             const auto & tf = ms["transformer"][ctx];
             const double rp = v.first / tf.first, rd = v.second / tf.second;
             ratios[fmt::format("{} / transformer prefill ms/token @{}", model, ctx)] = rp;

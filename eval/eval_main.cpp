@@ -12,7 +12,6 @@
 #include <random>
 #include <set>
 #include <sstream>
-#include <ctime>
 #include <cstdio>
 
 #include <CLI/CLI.hpp>
@@ -121,9 +120,6 @@ private:
 void write_run_file(const fs::path & out, const Options & o, int argc, char ** argv) {
     nlohmann::json args = nlohmann::json::array();
     for (int i = 1; i < argc; ++i) args.push_back(argv[i]);
-    const std::time_t now = std::time(nullptr);
-    char stamp[32];
-    std::strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
     ct3::kb::write_file_atomic(out / "run.json", nlohmann::json({{"program", "ct3-eval"},
                                                                  {"args", args},
                                                                  {"model", o.setup.model_path},
@@ -131,7 +127,7 @@ void write_run_file(const fs::path & out, const Options & o, int argc, char ** a
                                                                  {"limit", o.limit},
                                                                  {"limit_sample", o.limit_sample},
                                                                  {"limit_seed", o.seed},
-                                                                 {"started", stamp}})
+                                                                 {"started", ct3::kb::utc_now()}})
                                                          .dump(2) +
                                                      "\n");
 }

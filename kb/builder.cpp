@@ -48,15 +48,6 @@ double seconds_since(Clock::time_point start) {
 
 bool is_hashed_spec(const std::string & spec) { return spec == "hashed" || spec.rfind("hashed:", 0) == 0; }
 
-std::string utc_now() {
-    const std::time_t now = std::time(nullptr);
-    std::tm tm{};
-    gmtime_r(&now, &tm);
-    char buffer[32];
-    std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buffer;
-}
-
 int64_t kill_after_shards() {
     const char * env = std::getenv(kKillEnv);
     if (env == nullptr || *env == '\0') return 0;
@@ -132,6 +123,15 @@ json file_entry(const fs::path & path) {
 }
 
 }  // namespace
+
+std::string utc_now() {
+    const std::time_t now = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&now, &tm);
+    char buffer[32];
+    std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buffer;
+}
 
 fs::path default_data_root() {
     if (const char * env = std::getenv("CT3_DATA_DIR"); env != nullptr && *env != '\0') return env;

@@ -61,4 +61,7 @@ BuildReport build_kb(const BuildOptions & options, const std::function<void(cons
 // relative to the executable's source tree.
 std::filesystem::path default_data_root();
 
+// The current time as written in manifests and run files: "2026-12-02T05:18:34Z".
+std::string utc_now();
+
 }  // namespace ct3::kb

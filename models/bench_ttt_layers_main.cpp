@@ -76,7 +76,7 @@ ct3::TTTModelConfig ttt_config(const Options & o, const std::string & type, int6
         c.mini_batch_size = 16;
         c.ttt_layer_type = type;
         c.backbone = o.backbone;
-        c.ttt_base_lr = type == "mlp" ? 0.1 : 1.0;
+        c.ttt_base_lr = ct3::TTTModelConfig::reference_base_lr(type);
     } else {
         c = ct3::TTTModelConfig::named(o.size, type, o.backbone);
     }

@@ -37,6 +37,10 @@ std::vector<std::string> ttt_model_sizes() {
     return out;
 }
 
+double TTTModelConfig::reference_base_lr(const std::string & ttt_layer_type) {
+    return ttt_layer_type == "mlp" ? 0.1 : 1.0;
+}
+
 TTTModelConfig TTTModelConfig::named(const std::string & size, const std::string & ttt_layer_type,
                                      const std::string & backbone) {
     for (const NamedSize & s : kSizes) {
@@ -48,7 +52,7 @@ TTTModelConfig TTTModelConfig::named(const std::string & size, const std::string
         c.intermediate_size = s.intermediate;
         c.ttt_layer_type = ttt_layer_type;
         c.backbone = backbone;
-        c.ttt_base_lr = ttt_layer_type == "mlp" ? 0.1 : 1.0;  // the reference scripts
+        c.ttt_base_lr = reference_base_lr(ttt_layer_type);
         c.validate();
         return c;
     }

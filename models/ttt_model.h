@@ -58,6 +58,8 @@ struct TTTModelConfig {
     // naming the size and the choices.
     static TTTModelConfig named(const std::string & size, const std::string & ttt_layer_type = "linear",
                                 const std::string & backbone = "mamba");
+    // The reference scripts' inner base learning rate: 1.0 for TTT-Linear, 0.1 for TTT-MLP.
+    static double reference_base_lr(const std::string & ttt_layer_type);
     TTTConfig layer_config() const;
     // Throws invalid_argument naming `where` (e.g. the config.json path) and the field.
     void validate(const std::string & where = "TTT model") const;

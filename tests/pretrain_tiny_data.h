@@ -93,4 +93,15 @@ inline pretrain::TrainOptions tiny_train_options(const std::filesystem::path & t
     return o;
 }
 
+// The training losses a run logged, in step order (train_log.jsonl rows of kind "train").
+inline std::vector<double> train_losses(const std::filesystem::path & run) {
+    std::vector<double> losses;
+    std::ifstream in(run / "train_log.jsonl");
+    for (std::string line; std::getline(in, line);) {
+        const auto j = nlohmann::json::parse(line);
+        if (j["kind"] == "train") losses.push_back(j["loss"].get<double>());
+    }
+    return losses;
+}
+
 }  // namespace ct3::test

@@ -35,16 +35,6 @@ LlamaConfig tiny_config(const test::PretrainTinyData & data, int64_t seq_len) {
     return model_preset("test", ModelOverrides{}, read_shard_manifest(data.train), seq_len);
 }
 
-std::vector<double> train_losses(const fs::path & run) {
-    std::vector<double> losses;
-    std::ifstream in(run / "train_log.jsonl");
-    for (std::string line; std::getline(in, line);) {
-        const auto j = nlohmann::json::parse(line);
-        if (j["kind"] == "train") losses.push_back(j["loss"].get<double>());
-    }
-    return losses;
-}
-
 }  // namespace
 
 TEST(PretrainSchedule, WarmupThenCosine) {
@@ -70,7 +60,7 @@ TEST(PretrainTrain, LossDecreasesOverFiftySteps) {
     const TrainResult r = train(tiny_config(data, o.seq_len), o, run.path(), false);
     EXPECT_EQ(r.steps, 50);
     EXPECT_EQ(r.tokens, 50 * o.tokens_per_step());
-    const std::vector<double> losses = train_losses(run.path());
+    const std::vector<double> losses = test::train_losses(run.path());
     ASSERT_EQ(losses.size(), 50u);
     EXPECT_NEAR(losses.front(), std::log(512.0), 0.3);  // random init predicts ~uniformly
     double first = 0, last = 0;
@@ -89,7 +79,7 @@ TEST(PretrainTrain, ResumeAfterSignalReproducesTheUninterruptedRun) {
     const LlamaConfig config = tiny_config(data, o.seq_len);
     test::TempDir whole, split;
     train(config, o, whole.path(), false);
-    const std::vector<double> expected = train_losses(whole.path());
+    const std::vector<double> expected = test::train_losses(whole.path());
     ASSERT_EQ(expected.size(), 20u);
 
     // SIGINT during step 10's report: the loop checkpoints at step 10 and returns interrupted.
@@ -101,7 +91,7 @@ TEST(PretrainTrain, ResumeAfterSignalReproducesTheUninterruptedRun) {
     const TrainResult second = train(config, o, split.path(), false);
     EXPECT_FALSE(second.interrupted);
     EXPECT_EQ(second.steps, 20);
-    const std::vector<double> resumed = train_losses(split.path());
+    const std::vector<double> resumed = test::train_losses(split.path());
     ASSERT_EQ(resumed.size(), 20u);
     for (size_t i = 0; i < 20; ++i) EXPECT_EQ(resumed[i], expected[i]) << "step " << i + 1;  // bitwise
 

@@ -36,16 +36,6 @@ PretrainModelConfig ttt_config(const test::PretrainTinyData & data, int64_t seq_
     return c;
 }
 
-std::vector<double> train_losses(const fs::path & run) {
-    std::vector<double> losses;
-    std::ifstream in(run / "train_log.jsonl");
-    for (std::string line; std::getline(in, line);) {
-        const auto j = nlohmann::json::parse(line);
-        if (j["kind"] == "train") losses.push_back(j["loss"].get<double>());
-    }
-    return losses;
-}
-
 }  // namespace
 
 TEST(PretrainTTT, BackboneFlagsBuildTheTTTModel) {
@@ -83,7 +73,7 @@ TEST(PretrainTTT, TTTLinearLossDecreases) {
     test::TempDir run;
     const TrainResult r = train(ttt_config(data, o.seq_len, "ttt-linear"), o, run.path(), false);
     EXPECT_EQ(r.steps, 40);
-    const std::vector<double> losses = train_losses(run.path());
+    const std::vector<double> losses = test::train_losses(run.path());
     ASSERT_EQ(losses.size(), 40u);
     EXPECT_NEAR(losses.front(), std::log(512.0), 0.3);
     double first = 0, last = 0;
@@ -103,7 +93,7 @@ TEST(PretrainTTT, ResumeAfterSignalReproducesTheUninterruptedRun) {
     const PretrainModelConfig config = ttt_config(data, o.seq_len, "ttt-mlp", "llama");
     test::TempDir whole, split;
     train(config, o, whole.path(), false);
-    const std::vector<double> expected = train_losses(whole.path());
+    const std::vector<double> expected = test::train_losses(whole.path());
     ASSERT_EQ(expected.size(), 12u);
     const TrainResult first = train(config, o, split.path(), false, [](const StepReport & s) {
         if (!s.eval && s.step == 5) std::raise(SIGINT);
@@ -114,7 +104,7 @@ TEST(PretrainTTT, ResumeAfterSignalReproducesTheUninterruptedRun) {
     EXPECT_THROW(train(ttt_config(data, o.seq_len, "ttt-linear", "llama"), o, split.path(), false), Error);
     const TrainResult second = train(config, o, split.path(), false);
     EXPECT_EQ(second.steps, 12);
-    const std::vector<double> resumed = train_losses(split.path());
+    const std::vector<double> resumed = test::train_losses(split.path());
     ASSERT_EQ(resumed.size(), 12u);
     for (size_t i = 0; i < 12; ++i) EXPECT_EQ(resumed[i], expected[i]) << "step " << i + 1;  // bitwise
 }

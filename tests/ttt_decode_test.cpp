@@ -34,7 +34,7 @@ ct3::TTTModelConfig tiny(const std::string & type, const std::string & backbone,
     c.mini_batch_size = mini_batch;
     c.ttt_layer_type = type;
     c.backbone = backbone;
-    c.ttt_base_lr = type == "mlp" ? 0.1 : 1.0;
+    c.ttt_base_lr = ct3::TTTModelConfig::reference_base_lr(type);
     c.initializer_range = 0.1;  // large enough that the inner updates move the logits visibly
     return c;
 }

@@ -27,7 +27,7 @@ ct3::TTTModelConfig tiny(const std::string & type, const std::string & backbone)
     c.mini_batch_size = 4;
     c.ttt_layer_type = type;
     c.backbone = backbone;
-    c.ttt_base_lr = type == "mlp" ? 0.1 : 1.0;
+    c.ttt_base_lr = ct3::TTTModelConfig::reference_base_lr(type);
     c.max_position_embeddings = 100;
     c.bos_token_id = 3;
     c.eos_token_ids = {4, 5};

@@ -77,7 +77,7 @@ PretrainModelConfig pretrain_model_config(const LlamaConfig & sizes, const std::
     c.intermediate_size = sizes.intermediate_size;
     c.ttt_layer_type = backbone == "ttt-mlp" ? "mlp" : "linear";
     c.backbone = style;
-    c.ttt_base_lr = ttt.base_lr > 0 ? ttt.base_lr : c.ttt_layer_type == "mlp" ? 0.1 : 1.0;  // the reference scripts
+    c.ttt_base_lr = ttt.base_lr > 0 ? ttt.base_lr : TTTModelConfig::reference_base_lr(c.ttt_layer_type);
     c.mini_batch_size = ttt.mini_batch_size;
     c.inner_norm = ttt.inner_norm;
     c.learnable_lr = ttt.learnable_lr;

@@ -9,7 +9,7 @@
 #include <algorithm>
 #include <fstream>
 #include <iostream>
-#include <random>
+#include <map>
 #include <set>
 #include <sstream>
 #include <cstdio>
@@ -67,14 +67,13 @@ std::vector<std::string> split_commas(const std::string & s) {
     return out;
 }
 
-// The items of `task` already scored in `out` by any shard; rows that recorded an error are run again.
-std::set<std::string> finished_ids(const fs::path & out, const std::string & task) {
-    std::set<std::string> ids;
-    const auto rows = read_run_rows(out);
-    const auto it = rows.find(task);
-    if (it == rows.end()) return ids;
-    for (const auto & row : it->second) {
-        if (!row.contains("error")) ids.insert(row.value("id", std::string()));
+// The items already scored in `out` by any shard, per task; rows that recorded an error are run again.
+std::map<std::string, std::set<std::string>> finished_ids(const fs::path & out) {
+    std::map<std::string, std::set<std::string>> ids;
+    for (const auto & [task, rows] : read_run_rows(out)) {
+        for (const auto & row : rows) {
+            if (!row.contains("error")) ids[task].insert(row.value("id", std::string()));
+        }
     }
     return ids;
 }
@@ -168,6 +167,7 @@ int run(Options & o, int argc, char ** argv) {
     sandbox.cpu_seconds = o.code_timeout;
     EvalProgress progress(ct3::stderr_is_tty());
 
+    const auto finished = finished_ids(o.out);  // read once: every task's files
     for (Task & task : tasks) {
         const std::vector<size_t> order =
             select_items(task.spec, task.items.size(), o.limit, limit_sample, o.seed, shard, shards);
@@ -175,7 +175,8 @@ int run(Options & o, int argc, char ** argv) {
         const std::string file_name =
             shards == 1 ? task.spec.name + ".jsonl" : fmt::format("{}.shard-{}-of-{}.jsonl", task.spec.name, shard, shards);
         const fs::path jsonl = fs::path(o.out) / file_name;
-        const std::set<std::string> done = finished_ids(o.out, task.spec.name);
+        const auto found = finished.find(task.spec.name);
+        const std::set<std::string> done = found == finished.end() ? std::set<std::string>() : found->second;
         std::ofstream out(jsonl, std::ios::app);
         CT3_CHECK(out.good(), ct3::ErrorKind::io, "cannot append to {}", jsonl.string());
         size_t n_done = 0;

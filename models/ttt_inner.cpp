@@ -165,6 +165,88 @@ TTTChunkResult ttt_chunk_primal(const TTTInnerWeights & w0, const TTTInnerWeight
     return res;
 }
 
+namespace {
+
+// ∂/∂Z of ½‖LN(Z)·γ + β − target‖² (ttt_ln_l2_grad) in fewer ops for the scan: with γγ = γ² and
+// γbt = γ ⊙ (β − target) computed once, g = γγ ⊙ x̂ + γbt and G = (g − mean g − x̂ ⊙ mean(g ⊙ x̂)) / s,
+// the same expression divided through by d.
+at::Tensor scan_ln_l2_grad(const at::Tensor & z, const at::Tensor & gamma_sq, const at::Tensor & gamma_beta_target,
+                           double eps) {
+    const int64_t f = z.size(-1);
+    at::Tensor xhat = std::get<0>(at::native_layer_norm(z, {f}, c10::nullopt, c10::nullopt, eps));
+    at::Tensor rstd = at::rsqrt(at::var(z, at::IntArrayRef{-1}, /*unbiased=*/false, /*keepdim=*/true) + eps);
+    at::Tensor g = at::addcmul(gamma_beta_target, gamma_sq, xhat);
+    at::Tensor G = g - g.mean(-1, /*keepdim=*/true);
+    G = at::addcmul(G, xhat, (g * xhat).mean(-1, /*keepdim=*/true), /*value=*/-1);
+    return G * rstd;
+}
+
+}  // namespace
+
+TTTScanResult ttt_scan_dual(const TTTInnerWeights & w0, const at::Tensor & Q, const at::Tensor & K,
+                            const at::Tensor & V, const at::Tensor & tok, const at::Tensor & lr,
+                            const at::Tensor & gamma, const at::Tensor & beta, double eps, bool inner_norm) {
+    TORCH_CHECK(w0.defined() && Q.dim() == 3 && K.sizes() == Q.sizes() && V.sizes() == Q.sizes(),
+                "ttt scan: Q, K, V must be [N, T, d] of one shape");
+    const int64_t N = Q.size(0), T = Q.size(1), d = Q.size(2), b = tok.size(0);
+    TORCH_CHECK(tok.dim() == 1 && b > 0 && T % b == 0 && lr.dim() == 2 && lr.size(0) == N && lr.size(1) == T,
+                "ttt scan: tok must be [b] and lr [N, T] with T a multiple of b");
+    const int64_t n = T / b;
+    const bool mlp = w0.is_mlp();
+    auto mini_batches = [&](const at::Tensor & x) { return x.reshape({N, n, b, x.size(-1)}); };
+    const at::Tensor Qc = mini_batches(Q), Kc = mini_batches(K);
+    const at::Tensor lrc = lr.reshape({N, n, b});
+    // E[i, j] = tok_i·lr_j, causal (a token never sees a later token's gradient), and the "+1" that
+    // carries the bias gradient folded in as E ⊙ S + E.
+    const at::Tensor E = (tok.view({1, 1, b, 1}) * lrc.unsqueeze(2)).tril();  // [N, n, b, b]
+    const at::Tensor A1 = at::addcmul(E, at::matmul(Qc, Kc.transpose(-1, -2)), E);
+    // The mini-batch's update is its last row of E: W ← W − Σ_j tok_b·lr_j·∇ℓ_j (§1.6).
+    const at::Tensor update_scale = (tok[b - 1] * lrc).unsqueeze(-1);  // [N, n, b, 1]
+    const at::Tensor target = mini_batches(inner_norm ? V - K : V);
+    at::Tensor gamma_sq, gamma_beta_target;
+    if (inner_norm) gamma_sq = gamma * gamma, gamma_beta_target = gamma.unsqueeze(1) * (beta.unsqueeze(1) - target);
+    auto out_grad = [&](const at::Tensor & z, int64_t c) {
+        return inner_norm ? scan_ln_l2_grad(z, gamma_sq, gamma_beta_target.select(1, c), eps)
+                          : z - target.select(1, c);
+    };
+    const std::vector<at::Tensor> Qs = Qc.unbind(1), Ks = Kc.unbind(1), Es = E.unbind(1), A1s = A1.unbind(1),
+                                  scales = update_scale.unbind(1);
+    at::Tensor W1 = w0.W1, b1 = w0.b1, W2 = w0.W2, b2 = w0.b2;
+    std::vector<at::Tensor> outs;
+    outs.reserve(static_cast<size_t>(n));
+    for (int64_t c = 0; c < n; ++c) {
+        const at::Tensor & q = Qs[c], & k = Ks[c];
+        // Gradients at the mini-batch's start weights, then the dual-form outputs (dual_linear).
+        at::Tensor Z1 = at::baddbmm(b1, k, W1);
+        at::Tensor G1, X2, G2, Z;
+        if (!mlp) {
+            G1 = out_grad(Z1, c);
+            Z = at::baddbmm(at::baddbmm(b1, q, W1), A1s[c], G1, 1, -1);
+        } else {
+            X2 = at::gelu(Z1, "tanh");
+            G2 = out_grad(at::baddbmm(b2, X2, W2), c);
+            G1 = at::gelu_backward(at::bmm(G2, W2.transpose(1, 2)), Z1, "tanh");
+            at::Tensor X2q = at::gelu(at::baddbmm(at::baddbmm(b1, q, W1), A1s[c], G1, 1, -1), "tanh");
+            at::Tensor A2 = at::addcmul(Es[c], at::bmm(X2q, X2.transpose(1, 2)), Es[c]);
+            Z = at::baddbmm(at::baddbmm(b2, X2q, W2), A2, G2, 1, -1);
+        }
+        outs.push_back(Z);
+        at::Tensor U1 = scales[c] * G1;
+        W1 = at::baddbmm(W1, k.transpose(1, 2), U1, 1, -1);
+        b1 = b1 - U1.sum(1, /*keepdim=*/true);
+        if (mlp) {
+            at::Tensor U2 = scales[c] * G2;
+            W2 = at::baddbmm(W2, X2.transpose(1, 2), U2, 1, -1);
+            b2 = b2 - U2.sum(1, /*keepdim=*/true);
+        }
+    }
+    TTTScanResult res;
+    at::Tensor Z = at::stack(outs, 1).reshape({N, T, d});
+    res.out = inner_norm ? Q + ttt_layer_norm(Z, gamma, beta, eps) : Z;
+    res.w = TTTInnerWeights{W1, b1, W2, b2};
+    return res;
+}
+
 TTTInnerWeights ttt_apply_update(const TTTInnerWeights & w0, const TTTInnerWeights & acc, const at::Tensor & scale) {
     if (!acc.defined()) return w0;
     TTTInnerWeights w;

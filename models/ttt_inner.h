@@ -71,6 +71,22 @@ TTTChunkResult ttt_chunk_primal(const TTTInnerWeights & w0, const TTTInnerWeight
                                 const at::Tensor & lr, const at::Tensor & gamma, const at::Tensor & beta, double eps,
                                 bool inner_norm = true);
 
+// Whole mini-batches in one call, the training path: Q, K, V [N, n·b, d] with b = tok.size(0), lr
+// [N, n·b], starting at a mini-batch boundary with weights w0 (no accumulator). Computes exactly
+// what n calls of ttt_chunk_dual + ttt_apply_update compute, but with everything that does not
+// depend on the running weights (the causal E ⊙ (Q·Kᵀ + 1) matrices, the reconstruction target, the
+// update scales, the output LayerNorm and residual) done once for all mini-batches, and each
+// mini-batch step in a handful of fused batched matmuls: on a GPU the sequential part is
+// launch-bound, so the number of ops per mini-batch (forward and autograd backward) is its cost.
+// Returns the outputs [N, n·b, d] and the weights after the last mini-batch.
+struct TTTScanResult {
+    at::Tensor out;
+    TTTInnerWeights w;
+};
+TTTScanResult ttt_scan_dual(const TTTInnerWeights & w0, const at::Tensor & Q, const at::Tensor & K,
+                            const at::Tensor & V, const at::Tensor & tok, const at::Tensor & lr,
+                            const at::Tensor & gamma, const at::Tensor & beta, double eps, bool inner_norm = true);
+
 // W0 − scale · acc for every tensor (scale [] or broadcastable); acc undefined returns w0.
 TTTInnerWeights ttt_apply_update(const TTTInnerWeights & w0, const TTTInnerWeights & acc, const at::Tensor & scale);
 

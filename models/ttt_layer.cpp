@@ -239,6 +239,18 @@ at::Tensor TTTLayerImpl::ttt(const TTTInputs & in, TTTState & state, TTTMode mod
     std::vector<at::Tensor> outs;
     int64_t p = state.offset % b;  // in-mini-batch position of the first token
     for (int64_t t = 0; t < T;) {
+        if (mode == TTTMode::dual && p == 0 && !acc.defined() && T - t >= b) {
+            // Whole mini-batches from a boundary (all of training): one scan, far fewer ops than a
+            // ttt_chunk_dual call per mini-batch, same values.
+            const int64_t span = (T - t) / b * b;
+            TTTScanResult scan = ttt_scan_dual(w, Q.slice(1, t, t + span), K.slice(1, t, t + span),
+                                               V.slice(1, t, t + span), in.tok, lr.slice(1, t, t + span), gamma, beta,
+                                               eps, norm);
+            outs.push_back(scan.out);
+            w = scan.w;
+            t += span;
+            continue;
+        }
         // A chunk never crosses a mini-batch boundary: all its gradients are taken at the same w.
         const int64_t r = std::min(b - p, T - t);
         at::Tensor q = Q.slice(1, t, t + r), k = K.slice(1, t, t + r), v = V.slice(1, t, t + r);

@@ -2,6 +2,7 @@
 // gradients against libtorch autograd, the tanh-GELU derivative, and the dual form of one
 // mini-batch chunk against the token-by-token primal form (with and without a carried accumulator),
 // and the interleaved-pair RoPE.
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -18,6 +19,11 @@ const auto kF64 = torch::TensorOptions().dtype(torch::kFloat64);
 
 double max_diff(const at::Tensor & a, const at::Tensor & b) {
     return (a - b).abs().max().item<double>();
+}
+
+// Relative to the larger magnitude: without the inner LayerNorm the values grow large.
+double rel_diff(const at::Tensor & a, const at::Tensor & b) {
+    return max_diff(a, b) / std::max(1.0, b.abs().max().item<double>());
 }
 
 ct3::TTTInnerWeights random_weights(int64_t N, int64_t d, bool mlp, double scale) {
@@ -134,6 +140,58 @@ TEST_P(TTTInnerKind, DualChunkEqualsPrimalChunk) {
         if (!carried) {
             EXPECT_GT(max_diff(dual.out, frozen.out), 1e-4);
         }
+    }
+}
+
+// The training path ttt_scan_dual == one ttt_chunk_dual + ttt_apply_update per mini-batch: outputs,
+// final weights and the outer-loop gradients of every input (autograd through both).
+TEST_P(TTTInnerKind, ScanEqualsChunkByChunkWithGradients) {
+    const bool mlp = GetParam();
+    const int64_t N = 3, b = 4, n = 3, T = n * b, d = 6;
+    for (bool inner_norm : {true, false}) {
+        SCOPED_TRACE(inner_norm ? "inner LayerNorm" : "no inner LayerNorm");
+        torch::manual_seed(inner_norm ? 5 : 6);
+        ct3::TTTInnerWeights w0 = random_weights(N, d, mlp, 0.4);
+        at::Tensor Q = torch::randn({N, T, d}, kF64), K = torch::randn({N, T, d}, kF64);
+        at::Tensor V = torch::randn({N, T, d}, kF64);
+        at::Tensor tok = torch::rand({b}, kF64) + 0.2, lr = torch::rand({N, T}, kF64) * 0.5;
+        at::Tensor gamma = torch::rand({N, 1, d}, kF64) + 0.5, beta = torch::randn({N, 1, d}, kF64) * 0.3;
+        std::vector<at::Tensor> inputs{Q, K, V, tok, lr, w0.W1, w0.b1};
+        if (inner_norm) inputs.insert(inputs.end(), {gamma, beta});  // unused without the LayerNorm
+        if (mlp) inputs.insert(inputs.end(), {w0.W2, w0.b2});
+        for (at::Tensor & x : inputs) x.requires_grad_(true);
+        at::Tensor R = torch::randn({N, T, d}, kF64);
+
+        ct3::TTTScanResult scan = ct3::ttt_scan_dual(w0, Q, K, V, tok, lr, gamma, beta, 1e-6, inner_norm);
+        std::vector<at::Tensor> outs;
+        ct3::TTTInnerWeights w = w0;
+        for (int64_t c = 0; c < n; ++c) {
+            auto part = [&](const at::Tensor & x) { return x.slice(1, c * b, (c + 1) * b); };
+            auto res = ct3::ttt_chunk_dual(w, {}, part(Q), part(K), part(V), tok, part(lr), gamma, beta, 1e-6,
+                                           inner_norm);
+            outs.push_back(res.out);
+            w = ct3::ttt_apply_update(w, res.acc, tok[b - 1]);
+        }
+        at::Tensor chunked = torch::cat(outs, 1);
+        EXPECT_LT(rel_diff(scan.out, chunked), 1e-12);
+        EXPECT_LT(rel_diff(scan.w.W1, w.W1), 1e-12);
+        EXPECT_LT(rel_diff(scan.w.b1, w.b1), 1e-12);
+        if (mlp) {
+            EXPECT_LT(rel_diff(scan.w.W2, w.W2), 1e-12);
+            EXPECT_LT(rel_diff(scan.w.b2, w.b2), 1e-12);
+        }
+        EXPECT_GT(max_diff(scan.w.W1, w0.W1), 1e-3);  // the weights moved
+        // Gradients through the final weights too: the scan's carry must be differentiable.
+        auto objective = [&](const at::Tensor & out, const ct3::TTTInnerWeights & fin) {
+            return (out * R).sum() + fin.W1.sum() * 0.3 + (mlp ? fin.W2.sum() * 0.2 : fin.b1.sum() * 0.2);
+        };
+        auto g_scan = torch::autograd::grad({objective(scan.out, scan.w)}, inputs);
+        auto g_chunk = torch::autograd::grad({objective(chunked, w)}, inputs);
+        for (size_t i = 0; i < inputs.size(); ++i) {
+            SCOPED_TRACE(i);
+            EXPECT_LT(rel_diff(g_scan[i], g_chunk[i]), 1e-10);
+        }
+        EXPECT_GT(g_scan[4].abs().max().item<double>(), 1e-3);  // lr gets a real gradient
     }
 }
 

@@ -15,6 +15,9 @@
 #   EXTRA_ARGS=                more ct3-pretrain train flags for every run
 #   MAX_SECONDS=660            runs not started by then are skipped (n/a in the report; re-run to add them)
 #   STYLE=mamba                backbone of the main TTT runs (the ablation rows are llama, as Table 1)
+#   JOBS=1                     runs trained at once: the TTT dual form is launch-bound on a GPU (small
+#                              sequential kernels), so several processes share one GPU well (JOBS=11
+#                              on an H200 runs the whole experiment at once; each run's log says tok/s)
 #
 # Budget (one H200): the Transformer at ct3-tiny trains at ~1.07M tok/s; the TTT models are slower (the
 # dual form in plain libtorch ops, no fused kernel): 6 main runs + 5 ablation runs of 8M tokens each
@@ -43,6 +46,7 @@ EXTRA_ARGS=${EXTRA_ARGS:-}
 LOG_EVERY=${LOG_EVERY:-10}
 CONTEXTS=${CONTEXTS:-512 2048}
 MAX_SECONDS=${MAX_SECONDS:-660}
+JOBS=${JOBS:-1}
 [ -x "$pretrain" ] || { echo "ttt_experiment: $pretrain not found (build ct3-pretrain first)" >&2; exit 2; }
 [ -f "${DATA}_train.json" ] || { echo "ttt_experiment: ${DATA}_train.json not found (scripts/train_ct3_tiny.sh data)" >&2; exit 2; }
 mkdir -p "$OUT/runs"
@@ -79,6 +83,26 @@ print(inter, ttt_block(inter), tf)
 PY
 }
 
+# train NAME DIR [ct3-pretrain flags...]: one run to its result.json (resumes a cut-off run).
+train() {
+  local name=$1 dir=$2 t0=$SECONDS
+  shift 2
+  # shellcheck disable=SC2086
+  "$pretrain" train "$@" $EXTRA_ARGS >"$dir/result.json.tmp" 2>>"$dir/stderr.log" || {
+    tail -20 "$dir/stderr.log" >&2
+    echo "ttt_experiment: run $name failed (log $dir/stderr.log); re-run to resume" >&2
+    return 1
+  }
+  mv "$dir/result.json.tmp" "$dir/result.json"
+  echo "== $name: done in $((SECONDS - t0)) s" >&2
+}
+
+failed=0
+# Waits for one background run when JOBS are busy (all of them with "all"), counting failures.
+reap() {
+  while [ "$(jobs -rp | wc -l)" -ge "${1:-1}" ]; do wait -n || failed=$((failed + 1)); done
+}
+
 # run NAME SEQ BACKBONE STYLE INTERMEDIATE [--ttt_* flags...]
 run() {
   local name=$1 seq=$2 backbone=$3 style=$4 inter=$5
@@ -88,24 +112,23 @@ run() {
   local steps=$(((TOKENS + mb * seq - 1) / (mb * seq)))
   local warm=$((steps / 10 > 0 ? steps / 10 : 1)) ckpt=$((steps / 5 > 0 ? steps / 5 : 1))
   mkdir -p "$dir"
-  if [ ! -s "$dir/result.json" ] && [ "$SECONDS" -ge "$MAX_SECONDS" ]; then
-    echo "== $name: skipped, ${SECONDS}s >= MAX_SECONDS $MAX_SECONDS (re-run the script to add it)" >&2
-  elif [ ! -s "$dir/result.json" ]; then
-    echo "== $name: $backbone ($style) seq $seq, micro-batch $mb, $steps steps = $((steps * mb * seq)) tokens, intermediate $inter $*" >&2
-    local t0=$SECONDS
-    # shellcheck disable=SC2086
-    "$pretrain" train --data "$DATA" --run "$dir" --preset "$PRESET" --backbone "$backbone" --backbone_style "$style" \
-      --intermediate_size "$inter" --seq_len "$seq" --micro_batch "$mb" --max_steps "$steps" --warmup_steps "$warm" \
-      --lr "$LR" --eval_every 0 --eval_batches "$EVAL_BATCHES" --checkpoint_every "$ckpt" --log_every "$LOG_EVERY" \
-      --device "$DEVICE" "$@" $EXTRA_ARGS >"$dir/result.json.tmp" 2>>"$dir/stderr.log" || {
-      tail -20 "$dir/stderr.log" >&2
-      echo "ttt_experiment: run $name failed (log $dir/stderr.log); re-run to resume" >&2
-      exit 1
-    }
-    mv "$dir/result.json.tmp" "$dir/result.json"
-    echo "   done in $((SECONDS - t0)) s" >&2
-  fi
   printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$seq" "$backbone" "$style" "$inter" "$*" >>"$runs_tsv"
+  [ ! -s "$dir/result.json" ] || return 0
+  reap "$JOBS"
+  if [ "$SECONDS" -ge "$MAX_SECONDS" ]; then
+    echo "== $name: skipped, ${SECONDS}s >= MAX_SECONDS $MAX_SECONDS (re-run the script to add it)" >&2
+    return 0
+  fi
+  echo "== $name: $backbone ($style) seq $seq, micro-batch $mb, $steps steps = $((steps * mb * seq)) tokens, intermediate $inter $*" >&2
+  local args=(--data "$DATA" --run "$dir" --preset "$PRESET" --backbone "$backbone" --backbone_style "$style"
+    --intermediate_size "$inter" --seq_len "$seq" --micro_batch "$mb" --max_steps "$steps" --warmup_steps "$warm"
+    --lr "$LR" --eval_every 0 --eval_batches "$EVAL_BATCHES" --checkpoint_every "$ckpt" --log_every "$LOG_EVERY"
+    --device "$DEVICE" "$@")
+  if [ "$JOBS" -gt 1 ]; then
+    train "$name" "$dir" "${args[@]}" &
+  else
+    train "$name" "$dir" "${args[@]}" || exit 1
+  fi
 }
 
 read -r lin_inter lin_params tf_params <<<"$(match linear "$STYLE" 16)"
@@ -131,5 +154,8 @@ if [ "$ABLATION" = 1 ]; then
   run "ablation-5-learnable-lr-$c" "$c" ttt-linear llama "$ab16_inter"
   [ "$STYLE" = mamba ] && [ "$c" = 2048 ] || run "ablation-6-mamba-$c" "$c" ttt-linear mamba "$lin_inter"
 fi
+reap 1  # all background runs
+[ "$failed" = 0 ] || echo "ttt_experiment: $failed run(s) failed; the report marks them n/a (re-run to resume)" >&2
 python3 scripts/ttt_experiment_report.py "$OUT" "$TOKENS" "$PRESET"
 echo "report: $OUT/report.md, plot: $OUT/ppl.svg" >&2
+[ "$failed" = 0 ]

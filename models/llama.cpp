@@ -92,10 +92,18 @@ at::Tensor LlamaAttentionImpl::forward(const at::Tensor & x, const at::Tensor & 
     }
     at::Tensor out;
 #if TORCH_VERSION_MAJOR >= 2
-    // Fused kernel (flash / memory-efficient) where available; the boolean mask means "may attend".
-    // An undefined `allowed` means plain causal attention (see hidden_states); T == 1 attends to all.
-    out = allowed.defined() ? at::scaled_dot_product_attention(q, k, v, allowed, 0.0, false)
-                            : at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/T > 1);
+    if (T == 1 && !allowed.defined()) {
+        // One decoded token over the cache: plain matmul-softmax-matmul (memory-bound either way).
+        // SDPA would pick a backend per key length, and on Hopper (cuDNN attention) that builds a
+        // new plan for every decode step: ~75 ms per token whatever the model size (H200, torch 2.11).
+        at::Tensor scores = torch::matmul(q, k.transpose(2, 3)) * (1.0 / std::sqrt(static_cast<double>(head_dim_)));
+        out = torch::matmul(torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type()), v);
+    } else {
+        // Fused kernel (flash / memory-efficient) where available; the boolean mask means "may attend".
+        // An undefined `allowed` means plain causal attention (see hidden_states).
+        out = allowed.defined() ? at::scaled_dot_product_attention(q, k, v, allowed, 0.0, false)
+                                : at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);
+    }
 #else
     // HF eager: scores in the activation dtype, softmax in float32, probabilities cast back.
     at::Tensor scores = torch::matmul(q, k.transpose(2, 3)) * (1.0 / std::sqrt(static_cast<double>(head_dim_)));

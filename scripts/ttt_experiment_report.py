@@ -122,7 +122,7 @@ def main():
                "Table 1. Switches: `--ttt_mini_batch`, `--ttt_inner_norm`, `--ttt_learnable_lr`, `--ttt_learnable_w0` "
                "(models/ttt_layer.h). Row 1 is Theorem 1's TTT equivalent of linear attention (W0 = 0, no LN/residual, "
                "batch GD b = T, fixed eta), not a separate linear-attention implementation.", "",
-               "| step | configuration | ppl | Δ | paper ppl (125M, Pile 2k) | paper Δ | flags |",
+               "| step | configuration | ppl | Δ | paper ppl (125M, Pile 2k) | paper Δ | flags (beyond the backbone's defaults) |",
                "|---:|---|---:|---:|---:|---:|---|"]
         steps = []
         for r in abl:
@@ -137,7 +137,7 @@ def main():
             label, paper = PAPER[step]
             delta = f"{ppl - prev:+.2f}" if ppl is not None and prev is not None else "–"
             pdelta = f"{paper - prev_paper:+.2f}" if prev_paper is not None else "–"
-            md.append(f"| {step} | {label} | {fmt(ppl, '.2f')} | {delta} | {paper} | {pdelta} | `{r['flags'] or r['name']}` |")
+            md.append(f"| {step} | {label} | {fmt(ppl, '.2f')} | {delta} | {paper} | {pdelta} | {'`' + r['flags'] + '`' if r['flags'] else '(defaults)'} |")
             prev, prev_paper = ppl, paper
             groups.append((f"abl {step}", [("ablation", ppl)]))
         md += ["", "Direction check: the paper's largest gains are LN+residual (−1.22) and mini-batch TTT (−1.70); "

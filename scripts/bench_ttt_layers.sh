@@ -9,11 +9,11 @@
 # Environment: SIZES="125m 1.3b", DEVICE=cuda, DTYPE=bfloat16, CONTEXTS=1024,...,32768, BATCH=1,
 # DECODE_TOKENS=16, TRAIN_BATCH=4 (125m) / 1 (1.3b), REPEATS=2, BACKBONE=mamba, EXTRA_ARGS=.
 # Writes OUT_DIR/SIZE.jsonl (the JSON lines) and OUT_DIR/SIZE.txt (the tables); default OUT_DIR
-# results/bench_ttt_layers. The primal form is slow by design (token by token): at 1.3B it is measured
+# models/results/bench_ttt_layers. The primal form is slow by design (token by token): at 1.3B it is measured
 # with --repeats 1 via REPEATS, or skipped with EXTRA_ARGS=--skip-primal if time is short.
 set -euo pipefail
 build=${1:?usage: bench_ttt_layers.sh BUILD_DIR [OUT_DIR]}
-out=${2:-results/bench_ttt_layers}
+out=${2:-models/results/bench_ttt_layers}
 bench=$build/models/ct3-bench-ttt-layers
 [ -x "$bench" ] || { echo "bench_ttt_layers: $bench not found (build the ct3-bench-ttt-layers target)" >&2; exit 2; }
 mkdir -p "$out"

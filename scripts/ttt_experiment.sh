@@ -7,7 +7,7 @@
 #
 # Environment:
 #   DATA=.pt/ct3-tiny/tokens   token prefix (`scripts/train_ct3_tiny.sh data` writes it)
-#   OUT=results/ttt_experiment report.md, ppl.svg, runs.tsv; runs in $OUT/runs/NAME (git-ignore them)
+#   OUT=models/results/ttt_experiment   report.md (+ notes.md if present), ppl.svg, runs.tsv, runs/NAME
 #   PRESET=ct3-tiny            model shape of the Transformer (TTT models match its parameter count)
 #   TOKENS=8000000             training tokens per run (every run sees the same number)
 #   BATCH_TOKENS=32768         tokens per optimizer step (micro_batch = BATCH_TOKENS / seq_len)
@@ -32,7 +32,7 @@ cd "$(dirname "$0")/.."
 build=${1:-build}
 pretrain=$build/models/pretrain/ct3-pretrain
 DATA=${DATA:-.pt/ct3-tiny/tokens}
-OUT=${OUT:-results/ttt_experiment}
+OUT=${OUT:-models/results/ttt_experiment}
 PRESET=${PRESET:-ct3-tiny}
 TOKENS=${TOKENS:-8000000}
 BATCH_TOKENS=${BATCH_TOKENS:-32768}

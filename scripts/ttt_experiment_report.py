@@ -97,6 +97,7 @@ def main():
           "the SwiGLU intermediate size of the TTT models (paper §4.3); the counts below are those ct3-pretrain "
           "logged (embeddings included). Perplexity = exp(loss in nats/token) with the ct3-tiny 8k BPE tokenizer, "
           "so it is comparable between runs here but not with the paper's numbers (Llama tokenizer, the Pile).", "",
+          *([(out / "notes.md").read_text().strip(), ""] if (out / "notes.md").is_file() else []),
           "| model | backbone | context | intermediate | params (M) | tokens | held-out loss | ppl | bits/byte | train tok/s |",
           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:

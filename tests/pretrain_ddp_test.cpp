@@ -16,6 +16,7 @@
 #include "models/error.h"
 #include "models/pretrain/distributed.h"
 #include "models/pretrain/model_presets.h"
+#include "models/pretrain/pretrain_model.h"
 #include "models/pretrain/token_shards.h"
 #include "models/pretrain/trainer.h"
 #include "models/safetensors.h"
@@ -65,6 +66,15 @@ int launch_ranks(int nproc, const nlohmann::json & config, const fs::path & dir)
     return status;
 }
 
+// The "test" preset as the Transformer or a TTT backbone (mamba style, mini-batch 8: several
+// mini-batches per 32-token window).
+PretrainModelConfig model_config(const TrainOptions & o, const std::string & backbone) {
+    PretrainModelConfig c = pretrain_model_config(
+        model_preset("test", ModelOverrides{}, read_shard_manifest(o.train_data), o.seq_len), backbone, "mamba");
+    if (c.is_ttt()) c.ttt->mini_batch_size = 8;
+    return c;
+}
+
 void expect_close(const std::vector<double> & a, const std::vector<double> & b, const char * what) {
     ASSERT_EQ(a.size(), b.size()) << what;
     for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-5 * std::abs(b[i])) << what << " row " << i;
@@ -80,7 +90,7 @@ TEST(PretrainDdpChild, Rank) {
     TrainOptions o =
         ddp_options(c["train"].get<std::string>(), c["held_out"].get<std::string>(), c["micro_batch"].get<int64_t>());
     const int64_t stop_at = c.value("stop_at", int64_t{0});
-    const LlamaConfig config = model_preset("test", ModelOverrides{}, read_shard_manifest(o.train_data), o.seq_len);
+    const PretrainModelConfig config = model_config(o, c.value("backbone", std::string("transformer")));
     if (c.value("expect_refusal", false)) {
         EXPECT_THROW(train(config, o, c["run"].get<std::string>(), false), Error);  // every rank, not only 0
         return;
@@ -142,6 +152,34 @@ TEST(PretrainDdp, TwoRanksEqualOneProcessAtTheSameGlobalBatch) {
     } catch (const Error & e) {
         EXPECT_NE(std::string(e.what()).find("world_size"), std::string::npos) << e.what();
     }
+}
+
+// The TTT backbones train through the same data-parallel path: two ranks of a TTT-Linear model equal
+// one process at the same global batch (losses and final weights).
+TEST(PretrainDdp, TTTLinearTwoRanksEqualOneProcess) {
+    if (!DataParallel::backend_available(c10::Device(c10::kCPU))) GTEST_SKIP() << "no gloo (install libgloo-dev)";
+    test::PretrainTinyData data;
+    test::TempDir single, ddp;
+    const TrainOptions o = ddp_options(data.train, data.held_out, 8);
+    train(model_config(o, "ttt-linear"), o, single.path(), false);
+    const LogRows expected = read_log(single.path());
+    ASSERT_EQ(expected.train.size(), 16u);
+    EXPECT_LT(expected.train.back(), expected.train.front());  // it trains
+    const nlohmann::json c = {{"train", data.train.string()}, {"held_out", data.held_out.string()},
+                              {"micro_batch", 4},           {"backbone", "ttt-linear"},
+                              {"run", ddp.path().string()}};
+    ASSERT_EQ(launch_ranks(2, c, data.dir.path()), 0);
+    const LogRows got = read_log(ddp.path());
+    expect_close(got.train, expected.train, "train loss");
+    expect_close(got.eval, expected.eval, "eval loss");
+    auto a = SafetensorsFile::open(single.path() / "checkpoint/model.safetensors");
+    auto b = SafetensorsFile::open(ddp.path() / "checkpoint/model.safetensors");
+    int compared = 0;
+    for (const TensorInfo & t : a->tensors()) {
+        EXPECT_LE((a->load(t.name) - b->load(t.name)).abs().max().item<double>(), 1e-5) << t.name;
+        compared += t.name.find(".W1") != std::string::npos;
+    }
+    EXPECT_GT(compared, 0);  // the inner-model weights are among them
 }
 
 TEST(PretrainDdp, EnvironmentErrorsNameTheVariable) {

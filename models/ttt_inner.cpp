@@ -11,13 +11,25 @@ namespace ct3 {
 
 namespace {
 
-// Row statistics of the inner LayerNorm: x̂ = (z − μ)/s and s = √(σ² + eps), σ² biased (as the
-// references). The variance is written out rather than torch::var so no overload differs between
-// libtorch versions.
-std::pair<at::Tensor, at::Tensor> normalise(const at::Tensor & z, double eps) {
-    at::Tensor centred = z - z.mean(-1, /*keepdim=*/true);
-    at::Tensor s = torch::sqrt(centred.pow(2).mean(-1, /*keepdim=*/true) + eps);
-    return {centred / s, s};
+// x̂ = (z − μ)/√(σ² + eps) over the last dim, σ² biased (as the references): LayerNorm without
+// weight and bias, one kernel.
+at::Tensor normalised(const at::Tensor & z, double eps) {
+    return std::get<0>(at::native_layer_norm(z, {z.size(-1)}, c10::nullopt, c10::nullopt, eps));
+}
+
+// ∂/∂Z of ½‖LN(Z)·γ + β − target‖² in closed form (PT ln_fused_l2_bwd; §1.4), in few ops: with
+// γγ = γ² and γbt = γ ⊙ (β − target) (the scan computes them once for all mini-batches),
+// g = γγ ⊙ x̂ + γbt = ∂ℓ/∂x̂ and G = (g − mean g − x̂ ⊙ mean(g ⊙ x̂)) / s, s = √(σ² + eps): the
+// reference's (d·g − Σg − x̂ Σ(g ⊙ x̂)) / (d·s) divided through by d. The statistics are computed
+// here with autograd-visible ops (LayerNorm's own mean/rstd outputs are not differentiable).
+at::Tensor ln_l2_grad(const at::Tensor & z, const at::Tensor & gamma_sq, const at::Tensor & gamma_beta_target,
+                      double eps) {
+    at::Tensor xhat = normalised(z, eps);
+    at::Tensor rstd = at::rsqrt(at::var(z, at::IntArrayRef{-1}, /*unbiased=*/false, /*keepdim=*/true) + eps);
+    at::Tensor g = at::addcmul(gamma_beta_target, gamma_sq, xhat);
+    at::Tensor G = g - g.mean(-1, /*keepdim=*/true);
+    G = at::addcmul(G, xhat, (g * xhat).mean(-1, /*keepdim=*/true), /*value=*/-1);
+    return G * rstd;
 }
 
 // Σ_{j≤i}-accumulated update of one inner linear map, evaluated on the query-side inputs (dual form):
@@ -59,27 +71,23 @@ void check_chunk(const TTTInnerWeights & w0, const at::Tensor & Q, const at::Ten
 }  // namespace
 
 at::Tensor ttt_layer_norm(const at::Tensor & z, const at::Tensor & gamma, const at::Tensor & beta, double eps) {
-    return gamma * normalise(z, eps).first + beta;
+    // The per-(sequence, head) scale/shift cannot be LayerNorm's [f] weight, so it is applied after.
+    return at::addcmul(beta, gamma, normalised(z, eps));
 }
 
 at::Tensor ttt_ln_l2_grad(const at::Tensor & z, const at::Tensor & target, const at::Tensor & gamma,
                           const at::Tensor & beta, double eps) {
-    const double d = static_cast<double>(z.size(-1));
-    auto [xhat, s] = normalise(z, eps);
-    at::Tensor g = gamma * (gamma * xhat + beta - target);  // ∂ℓ/∂x̂
-    at::Tensor num = d * g - g.sum(-1, /*keepdim=*/true) - xhat * (g * xhat).sum(-1, /*keepdim=*/true);
-    return num / (d * s);
+    return ln_l2_grad(z, gamma * gamma, gamma * (beta - target), eps);
 }
 
+// The built-in tanh GELU and its backward are single kernels (and differentiable again, which the
+// outer loop needs through the inner gradients); the decode path runs them once per token and layer.
 at::Tensor gelu_tanh(const at::Tensor & x) {
-    const double c = std::sqrt(2.0 / M_PI);
-    return 0.5 * x * (1.0 + torch::tanh(c * (x + 0.044715 * x.pow(3))));
+    return at::gelu(x, "tanh");
 }
 
 at::Tensor gelu_tanh_grad(const at::Tensor & x) {
-    const double c = std::sqrt(2.0 / M_PI);
-    at::Tensor t = torch::tanh(c * (x + 0.044715 * x.pow(3)));
-    return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * c * (1.0 + 3.0 * 0.044715 * x.pow(2));
+    return at::gelu_backward(at::ones_like(x), x, "tanh");
 }
 
 TTTInnerGrads ttt_inner_grads(const TTTInnerWeights & w, const at::Tensor & K, const at::Tensor & V,
@@ -165,24 +173,6 @@ TTTChunkResult ttt_chunk_primal(const TTTInnerWeights & w0, const TTTInnerWeight
     return res;
 }
 
-namespace {
-
-// ∂/∂Z of ½‖LN(Z)·γ + β − target‖² (ttt_ln_l2_grad) in fewer ops for the scan: with γγ = γ² and
-// γbt = γ ⊙ (β − target) computed once, g = γγ ⊙ x̂ + γbt and G = (g − mean g − x̂ ⊙ mean(g ⊙ x̂)) / s,
-// the same expression divided through by d.
-at::Tensor scan_ln_l2_grad(const at::Tensor & z, const at::Tensor & gamma_sq, const at::Tensor & gamma_beta_target,
-                           double eps) {
-    const int64_t f = z.size(-1);
-    at::Tensor xhat = std::get<0>(at::native_layer_norm(z, {f}, c10::nullopt, c10::nullopt, eps));
-    at::Tensor rstd = at::rsqrt(at::var(z, at::IntArrayRef{-1}, /*unbiased=*/false, /*keepdim=*/true) + eps);
-    at::Tensor g = at::addcmul(gamma_beta_target, gamma_sq, xhat);
-    at::Tensor G = g - g.mean(-1, /*keepdim=*/true);
-    G = at::addcmul(G, xhat, (g * xhat).mean(-1, /*keepdim=*/true), /*value=*/-1);
-    return G * rstd;
-}
-
-}  // namespace
-
 TTTScanResult ttt_scan_dual(const TTTInnerWeights & w0, const at::Tensor & Q, const at::Tensor & K,
                             const at::Tensor & V, const at::Tensor & tok, const at::Tensor & lr,
                             const at::Tensor & gamma, const at::Tensor & beta, double eps, bool inner_norm) {
@@ -206,7 +196,7 @@ TTTScanResult ttt_scan_dual(const TTTInnerWeights & w0, const at::Tensor & Q, co
     at::Tensor gamma_sq, gamma_beta_target;
     if (inner_norm) gamma_sq = gamma * gamma, gamma_beta_target = gamma.unsqueeze(1) * (beta.unsqueeze(1) - target);
     auto out_grad = [&](const at::Tensor & z, int64_t c) {
-        return inner_norm ? scan_ln_l2_grad(z, gamma_sq, gamma_beta_target.select(1, c), eps)
+        return inner_norm ? ln_l2_grad(z, gamma_sq, gamma_beta_target.select(1, c), eps)
                           : z - target.select(1, c);
     };
     const std::vector<at::Tensor> Qs = Qc.unbind(1), Ks = Kc.unbind(1), Es = E.unbind(1), A1s = A1.unbind(1),

@@ -67,6 +67,12 @@ TEST(TTTInner, GeluTanhDerivativeMatchesAutograd) {
     EXPECT_LT(max_diff(y, torch::gelu(x.detach(), "tanh")), 1e-14);
     at::Tensor g = torch::autograd::grad({y.sum()}, {x})[0];
     EXPECT_LT(max_diff(g, ct3::gelu_tanh_grad(x.detach())), 1e-12);
+    // ...and the closed form the references write out: ½(1 + t) + ½x(1 − t²)·c·(1 + 3·0.044715·x²).
+    const at::Tensor xd = x.detach();
+    const double c = std::sqrt(2.0 / M_PI);
+    const at::Tensor t = torch::tanh(c * (xd + 0.044715 * xd.pow(3)));
+    const at::Tensor formula = 0.5 * (1.0 + t) + 0.5 * xd * (1.0 - t * t) * c * (1.0 + 3.0 * 0.044715 * xd.pow(2));
+    EXPECT_LT(max_diff(ct3::gelu_tanh_grad(xd), formula), 1e-12);
 }
 
 // Interleaved-pair RoPE (JAX convention) against a hand-written rotation.

@@ -76,19 +76,31 @@ void TTTConfig::validate(const std::string & where) const {
               initializer_range);
 }
 
-at::Tensor ttt_rope_interleaved(const at::Tensor & x, const at::Tensor & positions, double theta) {
-    const int64_t d = x.size(-1), T = x.size(-2);
+std::pair<at::Tensor, at::Tensor> ttt_rope_tables(const at::Tensor & positions, int64_t d, double theta,
+                                                  c10::ScalarType dtype) {
+    const int64_t T = positions.numel();
     // Angles in float64 then cast: positions are < b, so this is exact enough for every dtype.
-    auto dopts = torch::TensorOptions().dtype(torch::kFloat64).device(x.device());
+    auto dopts = torch::TensorOptions().dtype(torch::kFloat64).device(positions.device());
     at::Tensor inv_freq = torch::pow(theta, -torch::arange(0, d, 2, dopts) / static_cast<double>(d));  // [d/2]
-    at::Tensor angle = positions.to(dopts).view({T, 1}) * inv_freq.view({1, d / 2});
-    at::Tensor cos = angle.cos().to(x.scalar_type()), sin = angle.sin().to(x.scalar_type());
+    at::Tensor angle = positions.to(dopts).view({T, 1, 1}) * inv_freq.view({1, d / 2, 1});
+    // The signs by arithmetic, not a host tensor: a host-to-device copy per call would block a GPU stream.
+    at::Tensor sin = angle.sin();
+    return {angle.cos().expand({T, d / 2, 2}).reshape({T, d}).to(dtype),
+            torch::cat({-sin, sin}, -1).reshape({T, d}).to(dtype)};
+}
+
+at::Tensor ttt_rope_apply(const at::Tensor & x, const at::Tensor & cos, const at::Tensor & signed_sin) {
+    // Pair (x0, x1) -> (x0·cos − x1·sin, x1·cos + x0·sin): x·cos + swap(x)·(−sin, +sin).
     std::vector<int64_t> pair_shape(x.sizes().begin(), x.sizes().end() - 1);
-    pair_shape.push_back(d / 2);
+    pair_shape.push_back(x.size(-1) / 2);
     pair_shape.push_back(2);
-    at::Tensor xp = x.reshape(pair_shape);
-    at::Tensor x0 = xp.select(-1, 0), x1 = xp.select(-1, 1);
-    return torch::stack({x0 * cos - x1 * sin, x0 * sin + x1 * cos}, -1).reshape(x.sizes());
+    at::Tensor swapped = x.reshape(pair_shape).flip(-1).reshape(x.sizes());
+    return at::addcmul(x * cos, swapped, signed_sin);
+}
+
+at::Tensor ttt_rope_interleaved(const at::Tensor & x, const at::Tensor & positions, double theta) {
+    auto [cos, sin] = ttt_rope_tables(positions, x.size(-1), theta, x.scalar_type());
+    return ttt_rope_apply(x, cos, sin);
 }
 
 CausalConv1dImpl::CausalConv1dImpl(int64_t channels, int64_t width) {
@@ -189,16 +201,17 @@ TTTInputs TTTLayerImpl::project(const at::Tensor & hidden, int64_t offset, at::T
     // RoPE by position inside the mini-batch (t mod b), aligned to absolute positions (§1.2, §1.10).
     at::Tensor pos = torch::remainder(
         torch::arange(offset, offset + T, torch::TensorOptions().dtype(torch::kInt64).device(hidden.device())), b);
+    auto [cos, sin] = ttt_rope_tables(pos, d, config_.rope_theta, cd);  // one table for Q and K
     if (config_.share_qk) {
         // conv_q and conv_k read the same inputs, so one history serves both.
         const at::Tensor xqk = q_proj->forward(hidden);
         at::Tensor fresh, & history = conv_history != nullptr ? *conv_history : fresh;
         at::Tensor history_k = history;
-        in.XQ = ttt_rope_interleaved(heads(conv_q->forward_with_history(xqk, history)), pos, config_.rope_theta);
-        in.XK = ttt_rope_interleaved(heads(conv_k->forward_with_history(xqk, history_k)), pos, config_.rope_theta);
+        in.XQ = ttt_rope_apply(heads(conv_q->forward_with_history(xqk, history)), cos, sin);
+        in.XK = ttt_rope_apply(heads(conv_k->forward_with_history(xqk, history_k)), cos, sin);
     } else {
-        in.XQ = ttt_rope_interleaved(heads(q_proj->forward(hidden)), pos, config_.rope_theta);
-        in.XK = ttt_rope_interleaved(heads(k_proj->forward(hidden)), pos, config_.rope_theta);
+        in.XQ = ttt_rope_apply(heads(q_proj->forward(hidden)), cos, sin);
+        in.XK = ttt_rope_apply(heads(k_proj->forward(hidden)), cos, sin);
     }
     in.XV = heads(v_proj->forward(hidden));
     at::Tensor idx = torch::arange(1, b + 1, torch::TensorOptions().dtype(cd).device(hidden.device()));

@@ -151,4 +151,11 @@ TORCH_MODULE(TTTLayer);
 // x [B, H, T, d], positions [T] (int64); computed in x's dtype.
 at::Tensor ttt_rope_interleaved(const at::Tensor & x, const at::Tensor & positions, double theta);
 
+// The same rotation in two steps, so Q and K share one table: ttt_rope_tables gives, for T positions
+// and head dim d, cos repeated per pair [T, d] and sin with the pair's signs [T, d] (−sin, +sin), and
+// ttt_rope_apply rotates x [..., T, d] with them in three kernels.
+std::pair<at::Tensor, at::Tensor> ttt_rope_tables(const at::Tensor & positions, int64_t d, double theta,
+                                                  c10::ScalarType dtype);
+at::Tensor ttt_rope_apply(const at::Tensor & x, const at::Tensor & cos, const at::Tensor & signed_sin);
+
 }  // namespace ct3

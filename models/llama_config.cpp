@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "models/config_fields.h"
 #include "models/error.h"
 
 namespace fs = std::filesystem;
@@ -15,44 +16,10 @@ namespace ct3 {
 
 namespace {
 
+using namespace config_fields;
+
 constexpr const char * kSupported =
     "LlamaForCausalLM (model_type llama), MistralForCausalLM (mistral), Qwen2ForCausalLM (qwen2)";
-
-bool has(const json & j, const char * key) { return j.contains(key) && !j.at(key).is_null(); }
-
-int64_t get_int(const json & j, const char * key, int64_t fallback, const std::string & source) {
-    if (!has(j, key)) return fallback;
-    const json & v = j.at(key);
-    // Some exporters write integral sizes as floats (e.g. 4096.0); accept those, nothing fractional.
-    if (v.is_number_integer()) return v.get<int64_t>();
-    if (v.is_number_float()) {
-        double d = v.get<double>();
-        if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9e15) return static_cast<int64_t>(d);
-    }
-    fail(ErrorKind::invalid_argument, "{}: field '{}' must be an integer (got {})", source, key, v.dump());
-}
-
-double get_double(const json & j, const char * key, double fallback, const std::string & source) {
-    if (!has(j, key)) return fallback;
-    const json & v = j.at(key);
-    CT3_CHECK(v.is_number() && std::isfinite(v.get<double>()), ErrorKind::invalid_argument,
-              "{}: field '{}' must be a finite number (got {})", source, key, v.dump());
-    return v.get<double>();
-}
-
-bool get_bool(const json & j, const char * key, bool fallback, const std::string & source) {
-    if (!has(j, key)) return fallback;
-    CT3_CHECK(j.at(key).is_boolean(), ErrorKind::invalid_argument, "{}: field '{}' must be true or false (got {})",
-              source, key, j.at(key).dump());
-    return j.at(key).get<bool>();
-}
-
-std::string get_string(const json & j, const char * key, const std::string & fallback, const std::string & source) {
-    if (!has(j, key)) return fallback;
-    CT3_CHECK(j.at(key).is_string(), ErrorKind::invalid_argument, "{}: field '{}' must be a string (got {})", source,
-              key, j.at(key).dump());
-    return j.at(key).get<std::string>();
-}
 
 int32_t token_id(const json & v, const char * key, const std::string & source) {
     CT3_CHECK(v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() <= std::numeric_limits<int32_t>::max(),

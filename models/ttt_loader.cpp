@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>
 
+#include "models/config_fields.h"
 #include "models/error.h"
 #include "models/log.h"
 #include "models/safetensors.h"
@@ -22,9 +23,7 @@ namespace ct3 {
 
 namespace {
 
-bool has(const json & j, const char * key) {
-    return j.contains(key) && !j.at(key).is_null();
-}
+using namespace config_fields;
 
 const json & required(const json & j, const char * key, const std::string & source) {
     CT3_CHECK(has(j, key), ErrorKind::invalid_argument, "{}: field '{}' is missing (a TTT config needs it)", source,
@@ -32,20 +31,10 @@ const json & required(const json & j, const char * key, const std::string & sour
     return j.at(key);
 }
 
-int64_t as_int(const json & v, const char * key, const std::string & source) {
-    // Integral floats (4096.0) are accepted as some exporters write them; nothing fractional.
-    if (v.is_number_integer()) return v.get<int64_t>();
-    if (v.is_number_float()) {
-        const double d = v.get<double>();
-        if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9e15) return static_cast<int64_t>(d);
-    }
-    fail(ErrorKind::invalid_argument, "{}: field '{}' must be an integer (got {})", source, key, v.dump());
-}
-
 int64_t get_positive(const json & j, const char * key, int64_t fallback, const std::string & source,
                      bool is_required = false) {
     const int64_t v = is_required ? as_int(required(j, key, source), key, source)
-                                  : (has(j, key) ? as_int(j.at(key), key, source) : fallback);
+                                  : get_int(j, key, fallback, source);
     CT3_CHECK(v > 0, ErrorKind::invalid_argument, "{}: field '{}' must be > 0 (got {})", source, key, v);
     return v;
 }
@@ -56,13 +45,6 @@ double get_positive_double(const json & j, const char * key, double fallback, co
     CT3_CHECK(v.is_number() && std::isfinite(v.get<double>()) && v.get<double>() > 0, ErrorKind::invalid_argument,
               "{}: field '{}' must be a finite number > 0 (got {})", source, key, v.dump());
     return v.get<double>();
-}
-
-bool get_bool(const json & j, const char * key, bool fallback, const std::string & source) {
-    if (!has(j, key)) return fallback;
-    CT3_CHECK(j.at(key).is_boolean(), ErrorKind::invalid_argument, "{}: field '{}' must be true or false (got {})",
-              source, key, j.at(key).dump());
-    return j.at(key).get<bool>();
 }
 
 int32_t token_id(const json & v, const char * key, int64_t vocab, const std::string & source) {

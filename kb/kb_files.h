@@ -13,6 +13,8 @@
 #include <string>
 #include <string_view>
 
+#include "models/file_io.h"
+
 namespace ct3::kb {
 
 // A whole file mapped read-only. An empty file maps to (nullptr, 0). Movable, not copyable.
@@ -38,16 +40,11 @@ private:
     size_t size_ = 0;
 };
 
-// fsync of an existing file or directory.
-void fsync_path(const std::filesystem::path & path);
-// fsync of the directory holding `path` (makes a rename or creation of `path` durable).
-void fsync_parent(const std::filesystem::path & path);
-
-// Writes `bytes` to `path` durably and atomically: temp file, fsync, rename, fsync of the folder.
-void write_file_atomic(const std::filesystem::path & path, std::string_view bytes);
-
-// The whole file as a string; throws (not_found / io) naming `what` and the path.
-std::string read_whole_file(const std::filesystem::path & path, const std::string & what);
+// Durable writes and whole-file reads (models/file_io.h), under the names kb's callers use.
+using ct3::fsync_parent;
+using ct3::fsync_path;
+using ct3::read_whole_file;
+using ct3::write_file_atomic;
 
 // An append-only binary file (embeddings.f32 of a build in progress).
 class AppendFile {

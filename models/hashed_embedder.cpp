@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "models/error.h"
+#include "models/file_io.h"
 #include "models/log.h"
 
 namespace fs = std::filesystem;
@@ -183,20 +184,7 @@ std::string HashedEmbedder::checksum() const {
 }
 
 void HashedEmbedder::save(const fs::path & path) const {
-    std::string bytes = serialise();
-    fs::path tmp = path;
-    tmp += ".tmp";
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        CT3_CHECK(out.good(), ErrorKind::io, "hashed embedder: cannot write '{}'", tmp.string());
-        out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-        out.close();
-        CT3_CHECK(out.good(), ErrorKind::io, "hashed embedder: write to '{}' failed", tmp.string());
-    }
-    std::error_code ec;
-    fs::rename(tmp, path, ec);
-    CT3_CHECK(!ec, ErrorKind::io, "hashed embedder: cannot rename '{}' to '{}': {}", tmp.string(), path.string(),
-              ec.message());
+    write_file_atomic(path, serialise());
 }
 
 HashedEmbedder HashedEmbedder::load(const fs::path & path) {

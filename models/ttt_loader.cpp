@@ -1,17 +1,15 @@
 #include "models/ttt_loader.h"
 
-#include <unistd.h>
 #include <cmath>
-#include <fstream>
 #include <limits>
 #include <set>
-#include <sstream>
 
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>
 
 #include "models/config_fields.h"
 #include "models/error.h"
+#include "models/file_io.h"
 #include "models/log.h"
 #include "models/safetensors.h"
 #include "models/strict_json.h"
@@ -54,11 +52,7 @@ int32_t token_id(const json & v, const char * key, int64_t vocab, const std::str
 }
 
 json read_json_file(const fs::path & file) {
-    std::ifstream in(file, std::ios::binary);
-    CT3_CHECK(in.good(), ErrorKind::not_found, "cannot open model config {}", file.string());
-    std::ostringstream text;
-    text << in.rdbuf();
-    return parse_strict_json(text.str(), file.string());
+    return parse_strict_json(read_whole_file(file, "model config"), file.string());
 }
 
 // The tensor name in model.safetensors of a module parameter (ttt.py's TTTForCausalLM layout).
@@ -72,21 +66,6 @@ std::string file_name_of(const std::string & param) {
         if (at != std::string::npos) name.replace(at, ours.size(), theirs);
     }
     return "model." + name;
-}
-
-void write_text_atomic(const fs::path & path, const std::string & text) {
-    fs::path tmp = path;
-    tmp += ".tmp." + std::to_string(::getpid());
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        CT3_CHECK(out.good(), ErrorKind::io, "cannot write {}", tmp.string());
-        out << text;
-        out.flush();
-        CT3_CHECK(out.good(), ErrorKind::io, "writing {} failed", tmp.string());
-    }
-    std::error_code ec;
-    fs::rename(tmp, path, ec);
-    CT3_CHECK(!ec, ErrorKind::io, "cannot rename {} to {}: {}", tmp.string(), path.string(), ec.message());
 }
 
 }  // namespace
@@ -204,7 +183,7 @@ void save_ttt_model(TTTForCausalLMImpl & model, const fs::path & folder, c10::Sc
     }
     save_safetensors(folder / "model.safetensors", tensors);
     const std::string dtype_name = dtype == c10::ScalarType::Float ? "float32" : "bfloat16";
-    write_text_atomic(folder / "config.json", ttt_config_to_json(model.config(), dtype_name).dump(2) + "\n");
+    write_file_atomic(folder / "config.json", ttt_config_to_json(model.config(), dtype_name).dump(2) + "\n");
     logger("model")->info("saved TTT model ({} tensors, {}) to {}", tensors.size(), dtype_name, folder.string());
 }
 

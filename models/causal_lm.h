@@ -44,6 +44,13 @@ struct LMOutput {
     at::Tensor loss;    // scalar mean cross-entropy over shifted labels != -100 (undefined without labels)
 };
 
+// Checks input_ids for any CausalLM: a non-empty [batch, seq] int64/int32 tensor whose ids lie in
+// [0, vocab_size). Ids from the host (prompts, sampled tokens) are range-checked here for free; ids
+// already on an accelerator come from the model's own argmax/sampling there, and checking them would
+// force a device sync per generated token, so they are trusted. `who` prefixes the shape/dtype
+// messages ("" or "TTTForCausalLM: "). Throws invalid_argument.
+void check_input_ids(const at::Tensor & ids, int64_t vocab_size, const char * who = "");
+
 class CausalLM {
 public:
     virtual ~CausalLM() = default;

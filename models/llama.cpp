@@ -193,25 +193,9 @@ KVCache LlamaForCausalLMImpl::make_cache() const {
     return cache;
 }
 
-void LlamaForCausalLMImpl::check_ids(const at::Tensor & ids) const {
-    CT3_CHECK(ids.defined() && ids.dim() == 2 && ids.size(0) > 0 && ids.size(1) > 0, ErrorKind::invalid_argument,
-              "input_ids must be a non-empty [batch, seq] tensor (got {})",
-              ids.defined() ? fmt::format("shape [{}]", fmt::join(ids.sizes(), ", ")) : "undefined");
-    CT3_CHECK(ids.scalar_type() == torch::kInt64 || ids.scalar_type() == torch::kInt32, ErrorKind::invalid_argument,
-              "input_ids must be int64 or int32 (got {})", c10::toString(ids.scalar_type()));
-    // Ids from the host (prompts, sampled tokens) are checked here for free. Ids already on an
-    // accelerator come from our own argmax/sampling there: checking them would force a device sync
-    // per generated token and stall the launch queue, so they are trusted.
-    if (!ids.device().is_cpu()) return;
-    at::Tensor bounds = torch::stack({ids.min(), ids.max()}).to(torch::kInt64);
-    const int64_t lo = bounds[0].item<int64_t>(), hi = bounds[1].item<int64_t>();
-    CT3_CHECK(lo >= 0 && hi < config_.vocab_size, ErrorKind::invalid_argument,
-              "input_ids contain token ids in [{}, {}] outside the vocabulary [0, {})", lo, hi, config_.vocab_size);
-}
-
 at::Tensor LlamaForCausalLMImpl::hidden_states(const at::Tensor & input_ids, KVCache * cache,
                                                const at::Tensor & attention_mask) {
-    check_ids(input_ids);
+    check_input_ids(input_ids, config_.vocab_size);
     const c10::Device dev = device();
     at::Tensor ids = input_ids.to(dev, torch::kInt64);
     const int64_t B = ids.size(0), T = ids.size(1);

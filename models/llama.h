@@ -131,7 +131,6 @@ private:
     // Runs the decoder on ids [B, T] at positions past + arange(T); returns final-norm hidden states.
     at::Tensor hidden_states(const at::Tensor & input_ids, KVCache * cache, const at::Tensor & attention_mask);
     at::Tensor logits(const at::Tensor & hidden);
-    void check_ids(const at::Tensor & input_ids) const;
 
     LlamaConfig config_;
     at::Tensor inv_freq_;  // float32, kept out of the parameters/buffers so .to(bf16) cannot round it

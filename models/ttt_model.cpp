@@ -163,18 +163,7 @@ TTTForCausalLMImpl::TTTForCausalLMImpl(TTTModelConfig config) : config_(std::mov
 c10::Device TTTForCausalLMImpl::device() const { return embed_tokens->weight.device(); }
 
 at::Tensor TTTForCausalLMImpl::checked_ids(const at::Tensor & ids) const {
-    CT3_CHECK(ids.defined() && ids.dim() == 2 && ids.size(0) > 0 && ids.size(1) > 0, ErrorKind::invalid_argument,
-              "TTTForCausalLM: input_ids must be a non-empty [batch, seq] tensor (got {})",
-              ids.defined() ? fmt::format("shape [{}]", fmt::join(ids.sizes(), ", ")) : "undefined");
-    CT3_CHECK(ids.scalar_type() == torch::kInt64 || ids.scalar_type() == torch::kInt32, ErrorKind::invalid_argument,
-              "TTTForCausalLM: input_ids must be int64 or int32 (got {})", c10::toString(ids.scalar_type()));
-    // As LlamaForCausalLM: host ids are checked for free, ids already on an accelerator come from our
-    // own sampling there and a check would sync the device once per token.
-    if (ids.device().is_cpu()) {
-        const int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
-        CT3_CHECK(lo >= 0 && hi < config_.vocab_size, ErrorKind::invalid_argument,
-                  "input_ids contain token ids in [{}, {}] outside the vocabulary [0, {})", lo, hi, config_.vocab_size);
-    }
+    check_input_ids(ids, config_.vocab_size, "TTTForCausalLM: ");
     return ids.to(device(), torch::kInt64);
 }
 
